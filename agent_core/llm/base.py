@@ -1,0 +1,73 @@
+"""The LLM seam: one method, `complete(LLMRequest) -> LLMResponse`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+    def openai(self) -> dict[str, Any]:
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    document_id: str
+    document_name: str
+    text: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class LLMRequest:
+    model: str
+    messages: list[dict[str, Any]]
+    tools: list[ToolSpec] = field(default_factory=list)
+    tool_choice: Literal["auto", "none"] = "auto"
+    temperature: float = 0.3
+    max_tokens: int = 512
+    # What retrieval found, for providers that answer without a model (offline).
+    passages: list[Passage] = field(default_factory=list)
+    purpose: Literal["chat", "voice", "summary"] = "chat"
+
+
+@dataclass(frozen=True, slots=True)
+class LLMResponse:
+    text: str | None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    model: str = ""
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+class LLMError(Exception):
+    """The model call failed for good (after the provider's own retries)."""
+
+
+class LLMTimeout(LLMError):
+    pass
+
+
+class LLMUnavailable(LLMError):
+    """Rate limited, 5xx or unreachable."""
+
+
+class LLMProvider(Protocol):
+    name: str
+
+    def complete(self, request: LLMRequest) -> LLMResponse: ...

@@ -1,0 +1,397 @@
+"""Domain models: agents, sessions, messages (SPEC §3). Frozen pydantic models.
+
+Timestamps are ISO-8601 UTC strings with millisecond precision and a `Z` suffix.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def now_iso() -> str:
+    return iso(utcnow())
+
+
+def iso_from_ms(ms: int) -> str:
+    return iso(datetime.fromtimestamp(ms / 1000, UTC))
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_urlsafe(12)}"
+
+
+class SessionMode(StrEnum):
+    ai = "ai"
+    support = "support"
+
+
+class SessionStatus(StrEnum):
+    active = "active"
+    dormant = "dormant"
+    closed = "closed"
+
+
+class Role(StrEnum):
+    customer = "customer"
+    agent = "agent"
+    operator = "operator"
+    whisper = "whisper"
+    context = "context"
+    system = "system"
+
+
+PUBLIC_ROLES = frozenset({Role.customer, Role.agent, Role.operator})
+
+
+class Channel(StrEnum):
+    sms = "sms"
+    whatsapp = "whatsapp"
+    api = "api"
+
+
+class AgentStatus(StrEnum):
+    active = "active"
+    archived = "archived"
+
+
+class OnHelpRequested(StrEnum):
+    continue_ = "continue"
+    hold = "hold"
+
+
+class Strict(BaseModel):
+    """Config models reject unknown keys so a typo is a 422, not a silently ignored setting."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SinglePrompt(Strict):
+    type: Literal["single"] = "single"
+    text: str = Field(default="You are a helpful, concise customer support agent.", max_length=50_000)
+
+
+class Transition(Strict):
+    to: str = Field(min_length=1, max_length=100)
+    when: str = Field(default="", max_length=2_000)
+
+
+class PromptState(Strict):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    prompt: str = Field(max_length=50_000)
+    transitions: list[Transition] = Field(default_factory=list)
+
+
+class MultiPrompt(Strict):
+    type: Literal["multi"]
+    initial_state: str
+    states: list[PromptState] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_states(self) -> MultiPrompt:
+        names = [s.name for s in self.states]
+        if len(set(names)) != len(names):
+            raise ValueError("state names must be unique")
+        if self.initial_state not in names:
+            raise ValueError(f"initial_state '{self.initial_state}' is not one of the states")
+        for state in self.states:
+            for tr in state.transitions:
+                if tr.to not in names:
+                    raise ValueError(f"state '{state.name}' has a transition to unknown state '{tr.to}'")
+        return self
+
+    def state(self, name: str) -> PromptState | None:
+        return next((s for s in self.states if s.name == name), None)
+
+
+Prompt = Annotated[SinglePrompt | MultiPrompt, Field(discriminator="type")]
+
+
+class LLMConfig(Strict):
+    provider: Literal["openai", "offline"] = "openai"
+    model: str | None = Field(default=None, max_length=200)
+    temperature: float = Field(default=0.3, ge=0, le=2)
+    max_tokens: int = Field(default=512, ge=1, le=32_768)
+    context_window: int = Field(default=16_000, ge=1_000, le=2_000_000)
+
+
+class KnowledgeConfig(Strict):
+    document_ids: list[str] = Field(default_factory=list)
+    relevance_threshold: float = Field(default=0.3, ge=0, le=1)
+    top_k: int = Field(default=3, ge=1, le=20)
+
+
+class MemoryConfig(Strict):
+    enabled: bool = True
+    max_items: int = Field(default=5, ge=1, le=100)
+
+
+class SupportCommands(Strict):
+    whisper: bool = True
+    tell: bool = True
+    takeover: bool = True
+
+
+class Lifecycle(Strict):
+    dormant_after_s: int = Field(default=1800, ge=1)
+    close_after_s: int = Field(default=86400, ge=1)
+
+
+def _check_address(value: str) -> str:
+    number = value.removeprefix("whatsapp:")
+    if not E164.match(number):
+        raise ValueError(f"'{value}' is not an E.164 number (optionally prefixed with 'whatsapp:')")
+    return value
+
+
+class ChannelsConfig(Strict):
+    numbers: list[str] = Field(default_factory=list)
+    messaging_service_sid: str | None = Field(default=None, pattern=r"^MG[0-9a-fA-F]{32}$")
+
+    @field_validator("numbers")
+    @classmethod
+    def _check_numbers(cls, value: list[str]) -> list[str]:
+        for number in value:
+            _check_address(number)
+        if len(set(value)) != len(value):
+            raise ValueError("numbers must not repeat")
+        return value
+
+
+def _check_http_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an absolute http(s) URL")
+    return value
+
+
+class EscalationConfig(Strict):
+    enabled: bool = False
+    from_number: str | None = None
+    voice_prompt: str = Field(default="You are on a phone call. Speak in short, natural sentences.", max_length=20_000)
+    voice: str = Field(default="Polly.Joanna", max_length=100)
+    language: str = Field(default="en-US", max_length=20)
+    max_call_s: int = Field(default=600, ge=30, le=14_400)
+    webhook_url: str | None = None
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, value: str | None) -> str | None:
+        return _check_http_url(value)
+
+    @field_validator("from_number")
+    @classmethod
+    def _check_from(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not E164.match(value):
+            raise ValueError(f"'{value}' is not an E.164 phone number")
+        return value
+
+    @model_validator(mode="after")
+    def _needs_from(self) -> EscalationConfig:
+        if self.enabled and not self.from_number and not self.webhook_url:
+            raise ValueError("escalation.enabled needs a voice-capable from_number (or a webhook_url)")
+        return self
+
+
+class ToolConfig(Strict):
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str = Field(default="", max_length=2_000)
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    url: str
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(default=10.0, gt=0, le=60)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return _check_http_url(value) or value
+
+
+EVENT_TYPES = (
+    "message.created",
+    "session.created",
+    "session.help_requested",
+    "session.mode_changed",
+    "session.status_changed",
+    "call.started",
+    "call.completed",
+)
+
+
+class WebhookConfig(Strict):
+    url: str
+    secret: str = Field(min_length=8, max_length=500)
+    events: list[str] = Field(default_factory=lambda: list(EVENT_TYPES))
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return _check_http_url(value) or value
+
+    @field_validator("events")
+    @classmethod
+    def _check_events(cls, value: list[str]) -> list[str]:
+        unknown = [e for e in value if e not in EVENT_TYPES]
+        if unknown:
+            raise ValueError(f"unknown event(s) {unknown}; known: {list(EVENT_TYPES)}")
+        return value
+
+
+BUILTIN_TOOL_NAMES = frozenset(
+    {"request_human", "request_call", "search_knowledge", "transition", "set_field", "end_session"}
+)
+
+
+class AgentSpec(Strict):
+    """What an integrator writes (API body or YAML); `Agent` adds identity and timestamps."""
+
+    name: str = Field(min_length=1, max_length=200)
+    status: AgentStatus = AgentStatus.active
+    welcome_message: str | None = Field(default=None, max_length=1_600)
+    language: str = Field(default="en", max_length=20)
+    prompt: Prompt = Field(default_factory=SinglePrompt)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    support_commands: SupportCommands = Field(default_factory=SupportCommands)
+    on_help_requested: OnHelpRequested = OnHelpRequested.continue_
+    lifecycle: Lifecycle = Field(default_factory=Lifecycle)
+    channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
+    escalation: EscalationConfig = Field(default_factory=EscalationConfig)
+    tools: list[ToolConfig] = Field(default_factory=list, max_length=32)
+    webhook: WebhookConfig | None = None
+    debounce_ms: int | None = Field(default=None, ge=0, le=30_000)
+
+    @field_validator("tools")
+    @classmethod
+    def _check_tools(cls, value: list[ToolConfig]) -> list[ToolConfig]:
+        names = [t.name for t in value]
+        if len(set(names)) != len(names):
+            raise ValueError("tool names must be unique")
+        clash = sorted(set(names) & BUILTIN_TOOL_NAMES)
+        if clash:
+            raise ValueError(f"tool name(s) {clash} are reserved for built-in tools")
+        return value
+
+
+class Agent(AgentSpec):
+    id: str
+    chat_agent_id: int
+    created_at: str
+    updated_at: str
+
+    def debounce_for(self, channel: Channel) -> int:
+        if self.debounce_ms is not None:
+            return self.debounce_ms
+        return 0 if channel is Channel.api else 1500
+
+    @property
+    def initial_state(self) -> str:
+        return self.prompt.initial_state if isinstance(self.prompt, MultiPrompt) else "default"
+
+
+class SessionMetadata(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    input_fields: dict[str, Any] = Field(default_factory=dict)
+    state_fields: dict[str, Any] = Field(default_factory=dict)
+    context: list[str] = Field(default_factory=list)
+
+
+class Session(BaseModel):
+    """The OSVI session object plus our fields (SPEC §3)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    chat_agent_id: int
+    account_id: int
+    customer_id: str
+    mode: SessionMode
+    help_requested: bool
+    status: SessionStatus
+    current_state: str
+    metadata: SessionMetadata
+    active_human: str | None
+    created_at: str
+    updated_at: str
+    agent_id: str
+    channel: Channel
+    customer_address: str | None
+    last_customer_message_at: str | None
+    last_activity_at: str | None
+    help_requested_at: str | None
+    help_reason: str | None
+    summary: str | None
+    closed_reason: str | None
+    opted_out: bool
+    # Internal bookkeeping, not part of the API object.
+    version: int = Field(default=0, exclude=True)
+    seq: int = Field(default=0, exclude=True)
+    last_cust_seq: int = Field(default=0, exclude=True)
+    answered_seq: int = Field(default=0, exclude=True)
+
+    @property
+    def unanswered(self) -> bool:
+        return self.last_cust_seq > self.answered_seq
+
+
+class Media(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    url: str
+    content_type: str | None = None
+
+
+class Delivery(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    status: str
+    error_code: int | None = None
+    error_message: str | None = None
+    updated_at: str
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    session_id: str
+    seq: int
+    role: Role
+    text: str
+    media: list[Media] = Field(default_factory=list)
+    created_at: str
+    author: str | None = None
+    channel_message_id: str | None = None
+    delivery: Delivery | None = None
+    parts: int | None = None
+    in_reply_to: int | None = None
+    private: bool = False
+    kind: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def public(self) -> bool:
+        return self.role in PUBLIC_ROLES and not self.private

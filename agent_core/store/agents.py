@@ -1,0 +1,140 @@
+"""Agent storage: the agent document, its routing entries and the runtime hash Lua reads."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from agent_core.models import Agent, AgentSpec, AgentStatus, OnHelpRequested, new_id, now_iso
+from agent_core.store import keys
+from agent_core.store.runner import Batch, Cmd, Lua, Op
+from agent_core.store.sessions import now_ms
+
+
+def routes_of(agent: AgentSpec) -> list[str]:
+    """Addresses that route inbound Twilio traffic to this agent (none once archived)."""
+    if agent.status is AgentStatus.archived:
+        return []
+    out = list(agent.channels.numbers)
+    if agent.channels.messaging_service_sid:
+        out.append("mss:" + agent.channels.messaging_service_sid)
+    return out
+
+
+def _runtime(agent: Agent) -> list[str]:
+    return [
+        "status",
+        agent.status.value,
+        "num",
+        str(agent.chat_agent_id),
+        "initial_state",
+        agent.initial_state,
+        "hold",
+        "1" if agent.on_help_requested is OnHelpRequested.hold else "0",
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class SaveResult:
+    status: str  # ok | exists | conflict | route_taken
+    agent: Agent | None = None
+    route: str | None = None
+    owner: str | None = None
+
+
+def _save(agent: Agent, previous_raw: str | None, previous: Agent | None) -> Op[SaveResult]:
+    raw = agent.model_dump_json()
+    params = {
+        "id": agent.id,
+        "expect": previous_raw or "",
+        "json": raw,
+        "rt": _runtime(agent),
+        "routes_old": routes_of(previous) if previous else [],
+        "routes_new": routes_of(agent),
+        "created_ms": now_ms(),
+    }
+    reply = yield Lua("agent_save", json.dumps(params))
+    if reply[0] == "route_taken":
+        return SaveResult("route_taken", route=reply[1], owner=reply[2])
+    if reply[0] != "ok":
+        return SaveResult(reply[0])
+    return SaveResult("ok", agent=agent)
+
+
+def create(spec: AgentSpec, agent_id: str | None = None) -> Op[SaveResult]:
+    num = yield Cmd("INCR", keys.AGENT_NUM)
+    at = now_iso()
+    agent = Agent(
+        **spec.model_dump(), id=agent_id or new_id("agent"), chat_agent_id=int(num), created_at=at, updated_at=at
+    )
+    return (yield from _save(agent, None, None))
+
+
+def get_raw(agent_id: str) -> Op[str | None]:
+    raw = yield Cmd("GET", keys.agent(agent_id))
+    return raw  # type: ignore[no-any-return]
+
+
+def get(agent_id: str) -> Op[Agent | None]:
+    raw = yield from get_raw(agent_id)
+    return Agent.model_validate_json(raw) if raw else None
+
+
+def replace(agent_id: str, spec: AgentSpec) -> Op[SaveResult]:
+    """Store `spec` as the agent's new configuration (identity and created_at kept)."""
+    for _ in range(10):
+        raw = yield from get_raw(agent_id)
+        if not raw:
+            return SaveResult("missing")
+        current = Agent.model_validate_json(raw)
+        agent = Agent(
+            **spec.model_dump(),
+            id=current.id,
+            chat_agent_id=current.chat_agent_id,
+            created_at=current.created_at,
+            updated_at=now_iso(),
+        )
+        result = yield from _save(agent, raw, current)
+        if result.status != "conflict":
+            return result
+    return SaveResult("conflict")
+
+
+def list_page(*, limit: int, cursor: str | None, status: str | None = None) -> Op[tuple[list[Agent], str | None]]:
+    """Agents in creation order; the cursor is the last agent id of the previous page."""
+    start = 0
+    if cursor:
+        rank = yield Cmd("ZRANK", keys.AGENTS, cursor)
+        if rank is None:
+            raise ValueError("unknown cursor")
+        start = int(rank) + 1
+    out: list[Agent] = []
+    while len(out) < limit:
+        ids = yield Cmd("ZRANGE", keys.AGENTS, start, start + limit * 2 - 1)
+        if not ids:
+            return out, None
+        raws = yield Batch(*(Cmd("GET", keys.agent(i)) for i in ids))
+        for _agent_id, raw in zip(ids, raws, strict=True):
+            start += 1
+            if not raw:
+                continue
+            agent = Agent.model_validate_json(raw)
+            if status and agent.status.value != status:
+                continue
+            out.append(agent)
+            if len(out) >= limit:
+                break
+    total = yield Cmd("ZCARD", keys.AGENTS)
+    return out, (out[-1].id if start < int(total) else None)
+
+
+def all_ids() -> Op[list[str]]:
+    ids = yield Cmd("ZRANGE", keys.AGENTS, 0, -1)
+    return list(ids)
+
+
+def get_many(agent_ids: list[str]) -> Op[list[Agent]]:
+    if not agent_ids:
+        return []
+    raws = yield Batch(*(Cmd("GET", keys.agent(i)) for i in agent_ids))
+    return [Agent.model_validate_json(r) for r in raws if r]

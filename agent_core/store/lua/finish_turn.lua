@@ -1,0 +1,12 @@
+-- End of a turn job's loop: release the session's pending-turn slot and the turn lock
+-- together, unless a customer message the AI should answer is still waiting (then the
+-- caller loops again). Atomic with ingest, so a new message is either seen here or
+-- queues a job of its own, which will find the lock free.
+-- ARGV[1] = session id, ARGV[2] = lock token
+local sid = ARGV[1]
+local eligible, unanswered = turn_state(sid)
+if eligible and unanswered then return 'again' end
+redis.call('ZREM', TURNS, sid)
+local lock = P .. 'turn:lock:' .. sid
+if redis.call('GET', lock) == ARGV[2] then redis.call('DEL', lock) end
+return 'done'

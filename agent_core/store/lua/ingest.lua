@@ -1,0 +1,89 @@
+-- One round trip for an inbound customer message: dedupe, resolve the agent and the
+-- customer's open session (creating or waking it), append the message, queue a turn.
+-- ARGV[1] = JSON params (see agent_core/store/ops.py:ingest), ARGV[2] = turn job payload,
+-- ARGV[3] = the message JSON without its opening brace.
+local a = cjson.decode(ARGV[1])
+local now_ms = tonumber(a.now_ms)
+
+for _, k in ipairs(a.dedupe) do
+  local seen = redis.call('GET', k)
+  if seen then return {'dup', seen} end
+end
+
+local agent_id = a.agent_id
+if agent_id == '' then
+  for _, addr in ipairs(a.route) do
+    agent_id = redis.call('HGET', P .. 'route', addr)
+    if agent_id then break end
+  end
+  if not agent_id then return {'no_agent', ''} end
+end
+local rt = redis.call('HMGET', P .. 'agentrt:' .. agent_id, 'status', 'num', 'initial_state')
+if not rt[1] then return {'no_agent', agent_id} end
+if rt[1] ~= 'active' then return {'archived', agent_id} end
+
+local sid = false
+if a.session_id ~= '' then
+  local s = redis.call('HMGET', P .. 's:' .. a.session_id, 'agent_id', 'customer_id', 'status')
+  if not s[1] then return {'no_session', a.session_id} end
+  if s[1] ~= agent_id or s[2] ~= a.customer_id then return {'session_mismatch', a.session_id} end
+  if s[3] ~= 'closed' then sid = a.session_id end
+end
+if not sid then sid = redis.call('HGET', P .. 'open:' .. agent_id, a.customer_id) end
+
+local created = 0
+if not sid then
+  sid = a.new_session.id
+  local f = a.new_session.fields
+  for _, kv in ipairs({
+    {'agent_id', agent_id}, {'chat_agent_id', rt[2]}, {'current_state', rt[3]},
+    {'activity_ms', now_ms}, {'created_at', a.now_iso},
+  }) do
+    f[#f + 1] = kv[1]
+    f[#f + 1] = kv[2]
+  end
+  sess_write(sid, f, a.now_iso)
+  created = 1
+end
+
+local seq = msg_append(sid, ARGV[3])
+local changes = {'last_activity_at', a.now_iso, 'activity_ms', now_ms}
+local counts = a.kind == 'message' or a.kind == 'optin'
+if counts then
+  -- HELP and opt-out keywords are stored for the record but never answered by the AI.
+  for _, kv in ipairs({{'last_cust_seq', seq}, {'last_customer_message_at', a.now_iso}}) do
+    changes[#changes + 1] = kv[1]
+    changes[#changes + 1] = kv[2]
+  end
+else
+  changes[#changes + 1] = 'last_customer_message_at'
+  changes[#changes + 1] = a.now_iso
+end
+if a.kind == 'optout' then
+  changes[#changes + 1] = 'opted_out'
+  changes[#changes + 1] = '1'
+elseif a.kind == 'optin' then
+  changes[#changes + 1] = 'opted_out'
+  changes[#changes + 1] = '0'
+end
+if redis.call('HGET', P .. 's:' .. sid, 'status') == 'dormant' then
+  changes[#changes + 1] = 'status'
+  changes[#changes + 1] = 'active'
+end
+if a.profile_name ~= '' then
+  local raw = redis.call('HGET', P .. 's:' .. sid, 'input_fields')
+  local fields = cjson.decode(raw or '{}')
+  if fields.name == nil then
+    fields.name = a.profile_name
+    changes[#changes + 1] = 'input_fields'
+    changes[#changes + 1] = cjson.encode(fields)
+  end
+end
+sess_write(sid, changes, a.now_iso)
+
+local ref = sid .. ':' .. seq
+for _, k in ipairs(a.dedupe) do redis.call('SET', k, ref, 'EX', a.dedupe_ttl) end
+
+local dispatched, eligible = maybe_dispatch(sid, a.job, ARGV[2], now_ms)
+local s = redis.call('HMGET', P .. 's:' .. sid, 'mode', 'help_requested', 'current_state', 'opted_out')
+return {'ok', sid, seq, created, eligible and 1 or 0, dispatched, s[1], s[2], s[3], s[4], agent_id}

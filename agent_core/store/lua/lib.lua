@@ -1,0 +1,155 @@
+-- Shared by every script (prepended by agent_core/store/scripts.py).
+-- Every session write goes through sess_write so indexes, counters and the
+-- one-open-session map can never drift from the session hashes.
+-- Keys are computed here, so the store needs a single-primary (non-cluster) Redis.
+local P = 'gw:'
+local TURNS = P .. 'turns:pending'
+local IXF = {'agent_id', 'status', 'mode', 'help_requested', 'channel', 'customer_id', 'activity_ms'}
+
+local function ix_keys(s)
+  local out = {}
+  for _, scope in ipairs({'*', s.agent_id}) do
+    local b = P .. 'ix:' .. scope .. ':'
+    out[#out + 1] = b .. 'all'
+    out[#out + 1] = b .. 'status:' .. s.status
+    out[#out + 1] = b .. 'mode:' .. s.mode
+    out[#out + 1] = b .. 'help:' .. s.help_requested
+    out[#out + 1] = b .. 'channel:' .. s.channel
+    out[#out + 1] = b .. 'cust:' .. s.customer_id
+  end
+  return out
+end
+
+local function count_into(deltas, s, sign)
+  for _, scope in ipairs({'*', s.agent_id}) do
+    local d = deltas[scope]
+    if not d then
+      d = {}
+      deltas[scope] = d
+    end
+    d.total = (d.total or 0) + sign
+    d[s.status] = (d[s.status] or 0) + sign
+    if s.help_requested == '1' then d.help_requested = (d.help_requested or 0) + sign end
+    if s.mode == 'support' then d.support = (d.support or 0) + sign end
+  end
+end
+
+local function apply_counts(deltas)
+  for scope, d in pairs(deltas) do
+    for field, n in pairs(d) do
+      if n ~= 0 then redis.call('HINCRBY', P .. 'stats:' .. scope, field, n) end
+    end
+  end
+end
+
+local function load_ix(sid)
+  local v = redis.call('HMGET', P .. 's:' .. sid, unpack(IXF))
+  if not v[1] then return nil end
+  local s = {}
+  for i, f in ipairs(IXF) do s[f] = v[i] end
+  return s
+end
+
+local IXSET = {}
+for _, f in ipairs(IXF) do IXSET[f] = true end
+
+-- changes: flat {field, value, ...}. Creating a session passes all its fields.
+local function sess_write(sid, changes, now_iso)
+  local key = P .. 's:' .. sid
+  local old = load_ix(sid)
+  local new = {}
+  if old then for k, v in pairs(old) do new[k] = v end end
+  local touched = false
+  for i = 1, #changes, 2 do
+    local f = changes[i]
+    if IXSET[f] and new[f] ~= tostring(changes[i + 1]) then
+      new[f] = tostring(changes[i + 1])
+      touched = true
+    end
+  end
+  changes[#changes + 1] = 'updated_at'
+  changes[#changes + 1] = now_iso
+  redis.call('HSET', key, unpack(changes))
+  redis.call('HINCRBY', key, 'version', 1)
+  if not touched then return old, new end
+
+  local newkeys = ix_keys(new)
+  if old then
+    local keep = {}
+    for _, k in ipairs(newkeys) do keep[k] = true end
+    for _, k in ipairs(ix_keys(old)) do
+      if not keep[k] then redis.call('ZREM', k, sid) end
+    end
+  end
+  for _, k in ipairs(newkeys) do redis.call('ZADD', k, new.activity_ms, sid) end
+
+  local deltas = {}
+  if old then count_into(deltas, old, -1) end
+  count_into(deltas, new, 1)
+  apply_counts(deltas)
+
+  local open = P .. 'open:' .. new.agent_id
+  if new.status ~= 'closed' then
+    if not old or old.status == 'closed' then redis.call('HSET', open, new.customer_id, sid) end
+  elseif old and old.status ~= 'closed' then
+    if redis.call('HGET', open, old.customer_id) == sid then redis.call('HDEL', open, old.customer_id) end
+  end
+  return old, new
+end
+
+-- Removes a session and everything indexed about it (customer erase).
+local function sess_remove(sid)
+  local old = load_ix(sid)
+  if not old then return 0 end
+  for _, k in ipairs(ix_keys(old)) do redis.call('ZREM', k, sid) end
+  local deltas = {}
+  count_into(deltas, old, -1)
+  apply_counts(deltas)
+  local open = P .. 'open:' .. old.agent_id
+  if redis.call('HGET', open, old.customer_id) == sid then redis.call('HDEL', open, old.customer_id) end
+  redis.call('ZREM', TURNS, sid)
+  redis.call('DEL', P .. 's:' .. sid, P .. 'm:' .. sid, P .. 'turn:lock:' .. sid)
+  return 1
+end
+
+-- rest is a JSON object's text without its opening brace; seq and session_id go first
+-- (session ids are UUIDs, safe to splice into JSON).
+local function msg_append(sid, rest)
+  local seq = redis.call('HINCRBY', P .. 's:' .. sid, 'seq', 1)
+  redis.call('HSET', P .. 'm:' .. sid, seq, '{"seq":' .. seq .. ',"session_id":"' .. sid .. '",' .. rest)
+  return seq
+end
+
+-- Would the AI answer this session now, and is a customer message waiting for it?
+local function turn_state(sid)
+  local v = redis.call('HMGET', P .. 's:' .. sid,
+    'status', 'mode', 'opted_out', 'help_requested', 'last_cust_seq', 'answered_seq', 'agent_id')
+  if not v[1] then return false, false end
+  local unanswered = tonumber(v[5] or '0') > tonumber(v[6] or '0')
+  if v[1] == 'closed' or v[2] ~= 'ai' or v[3] == '1' then return false, unanswered end
+  if v[4] == '1' and redis.call('HGET', P .. 'agentrt:' .. v[7], 'hold') == '1' then return false, unanswered end
+  return true, unanswered
+end
+
+-- Makes sure exactly one turn job is queued or running for the session. The job's RQ hash
+-- is written here (the same fields rq.Queue.enqueue writes) so ingest is one round trip.
+-- job = {id, key, queue_key, fields = {flat}, lease_ms}; data = the job's payload bytes.
+local PLACEHOLDER = '00000000-0000-4000-8000-000000000000'
+
+local function dispatch(sid, job, data, now_ms)
+  if redis.call('ZSCORE', TURNS, sid) then return 2 end
+  local at = string.find(data, PLACEHOLDER, 1, true)
+  if not at or #sid ~= #PLACEHOLDER then error('turn job payload has no session placeholder') end
+  redis.call('ZADD', TURNS, now_ms + job.lease_ms, sid)
+  redis.call('HSET', job.key, unpack(job.fields))
+  redis.call('HSET', job.key, 'data', string.sub(data, 1, at - 1) .. sid .. string.sub(data, at + #PLACEHOLDER))
+  redis.call('RPUSH', job.queue_key, job.id)
+  redis.call('SADD', 'rq:queues', job.queue_key)
+  return 1
+end
+
+local function maybe_dispatch(sid, job, data, now_ms)
+  local eligible, unanswered = turn_state(sid)
+  if eligible and unanswered and job then return dispatch(sid, job, data, now_ms), eligible end
+  return 0, eligible
+end

@@ -1,0 +1,108 @@
+"""Run store operations against a sync or an asyncio Redis client.
+
+Store operations are written once, as generators that yield Redis requests (`Cmd`, `Lua`,
+`Batch`) and receive their replies (the sans-I/O style of h11): the web process runs them
+with `AsyncStore`, workers and the CLI with `Store`. Compose them with `yield from`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import redis
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript, Script
+
+from agent_core.store.scripts import SCRIPTS
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Cmd:
+    args: tuple[Any, ...]
+
+    def __init__(self, *args: Any) -> None:
+        object.__setattr__(self, "args", args)
+
+
+@dataclass(frozen=True, slots=True)
+class Lua:
+    name: str
+    args: tuple[Any, ...]
+
+    def __init__(self, name: str, *args: Any) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "args", args)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Commands sent in one round trip (a pipeline, not a transaction)."""
+
+    cmds: tuple[Cmd | Lua, ...]
+
+    def __init__(self, *cmds: Cmd | Lua) -> None:
+        object.__setattr__(self, "cmds", cmds)
+
+
+Request = Cmd | Lua | Batch
+Op = Generator[Request, Any, T]
+
+
+class Store:
+    """Runs operations on a sync client (decode_responses=True)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._scripts: dict[str, Script] = {n: client.register_script(src) for n, src in SCRIPTS.items()}
+
+    def _one(self, req: Cmd | Lua, target: Any) -> Any:
+        if isinstance(req, Cmd):
+            return target.execute_command(*req.args)
+        return self._scripts[req.name](args=req.args, client=target)
+
+    def run(self, op: Op[T]) -> T:
+        try:
+            req = next(op)
+            while True:
+                if isinstance(req, Batch):
+                    pipe = self.redis.pipeline(transaction=False)
+                    for sub in req.cmds:
+                        self._one(sub, pipe)
+                    reply: Any = pipe.execute()
+                else:
+                    reply = self._one(req, self.redis)
+                req = op.send(reply)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+
+class AsyncStore:
+    """Runs operations on an asyncio client (decode_responses=True)."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.redis = client
+        self._scripts: dict[str, AsyncScript] = {n: client.register_script(src) for n, src in SCRIPTS.items()}
+
+    async def run(self, op: Op[T]) -> T:
+        try:
+            req = next(op)
+            while True:
+                if isinstance(req, Batch):
+                    pipe = self.redis.pipeline(transaction=False)
+                    for sub in req.cmds:
+                        if isinstance(sub, Cmd):
+                            pipe.execute_command(*sub.args)
+                        else:
+                            await self._scripts[sub.name](args=sub.args, client=pipe)
+                    reply: Any = await pipe.execute()
+                elif isinstance(req, Cmd):
+                    reply = await self.redis.execute_command(*req.args)
+                else:
+                    reply = await self._scripts[req.name](args=req.args)
+                req = op.send(reply)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]

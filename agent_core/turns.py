@@ -1,0 +1,387 @@
+"""The agent turn: answer every unanswered customer message of a session, once.
+
+Concurrency (SPEC §4.2): the ingest script keeps one turn job per session queued or
+running (the `turns:pending` slot); a job holds the session's turn lock while it runs and
+loops until nothing is left to answer, then releases slot and lock in one atomic step
+(`finish_turn`). A message arriving at any point is either seen by that check or queues
+a job of its own. A worker that dies leaves an expired lease; the watchdog requeues it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent_core import intents
+from agent_core.llm.base import LLMError, LLMProvider, LLMRequest, Passage, ToolCall
+from agent_core.models import Agent, Channel, Message, Role, Session, SessionMode, SessionStatus, now_iso
+from agent_core.prompts import PromptInputs, build_messages
+from agent_core.store import Cmd, Store, TurnJob, keys, messages, sessions
+from agent_core.store.runner import Op
+from agent_core.tools import (
+    BUILTINS,
+    Actions,
+    BuiltinTool,
+    ToolArgumentError,
+    ToolContext,
+    offered_tools,
+    parse_arguments,
+)
+
+log = logging.getLogger("agent_core.turns")
+
+LOCK_TTL_MS = 30_000
+MAX_ROUNDS = 25
+MAX_TOOL_ROUNDS = 4
+THREAD_WINDOW = 60
+TOOL_RESULT_LIMIT = 4_000
+APOLOGY = "Sorry — I'm having trouble answering right now. A member of our team will follow up with you shortly."
+
+ProviderFor = Callable[[Agent], tuple[LLMProvider, str]]
+Deliver = Callable[[Session, Message], None]
+Retrieve = Callable[[Agent, str], list[Passage]]
+MemoryFor = Callable[[Agent, Session], list[str]]
+
+
+@dataclass
+class TurnDeps:
+    store: Store
+    provider_for: ProviderFor
+    make_job: Callable[[], TurnJob]
+    deliver: Deliver | None = None
+    retrieve: Retrieve | None = None
+    memory_for: MemoryFor | None = None
+    tools: Mapping[str, BuiltinTool] = field(default_factory=lambda: dict(BUILTINS))
+    services: Mapping[str, Any] = field(default_factory=dict)
+    on_commit: Callable[[Session, list[dict[str, Any]]], None] | None = None
+    leases: LeaseKeeper | None = None
+    lock_ttl_ms: int = LOCK_TTL_MS
+    sleep: Callable[[float], None] = time.sleep
+
+
+class LeaseKeeper:
+    """One background thread renewing the locks (and leases) of every turn this process runs."""
+
+    def __init__(self, store: Store, ttl_ms: int = LOCK_TTL_MS) -> None:
+        self.store = store
+        self.ttl_ms = ttl_ms
+        self._held: dict[str, str] = {}
+        self._mutex = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, sid: str, token: str) -> None:
+        with self._mutex:
+            self._held[sid] = token
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="turn-leases", daemon=True)
+                self._thread.start()
+
+    def discard(self, sid: str) -> None:
+        with self._mutex:
+            self._held.pop(sid, None)
+
+    def renew_now(self) -> None:
+        with self._mutex:
+            held = list(self._held.items())
+        for sid, token in held:
+            self.store.run(sessions.renew_turn(sid, token, self.ttl_ms))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.ttl_ms / 3000):
+            try:
+                self.renew_now()
+            except Exception:  # a Redis blip must not kill the renewer; the next tick retries
+                log.exception("renewing turn leases failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+@dataclass
+class Generated:
+    text: str
+    actions: Actions
+    records: list[dict[str, Any]]
+    error: str | None = None
+
+
+def notify(session: Session, kind: str, **payload: Any) -> Cmd:
+    body = {"type": kind, "session_id": session.id, "agent_id": session.agent_id, **payload}
+    return Cmd("PUBLISH", keys.NOTIFY, json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+
+
+def eligible(agent: Agent, session: Session) -> bool:
+    """Would the AI speak in this session now (SPEC §4.2)?"""
+    if session.status is SessionStatus.closed or session.mode is not SessionMode.ai or session.opted_out:
+        return False
+    return not (session.help_requested and agent.on_help_requested.value == "hold")
+
+
+def run_turn(deps: TurnDeps, sid: str) -> str:
+    """Entry point of a turn job. Returns what happened (for logs and tests)."""
+    store = deps.store
+    token = uuid.uuid4().hex
+    if not store.run(sessions.acquire_turn(sid, token, deps.lock_ttl_ms)):
+        # Another job holds the session; it loops until nothing is left, so this one is done.
+        return "busy"
+    if deps.leases:
+        deps.leases.add(sid, token)
+    outcome = "idle"
+    try:
+        for _ in range(MAX_ROUNDS):
+            outcome = _round(deps, sid)
+            if outcome == "again":
+                continue
+            if store.run(sessions.finish_turn(sid, token)):
+                _publish_final(deps, sid)
+                return outcome
+        return outcome
+    finally:
+        if deps.leases:
+            deps.leases.discard(sid)
+        store.run(sessions.release_turn(sid, token))
+
+
+def _publish_final(deps: TurnDeps, sid: str) -> None:
+    session = deps.store.run(sessions.get(sid))
+    if session is not None:
+        deps.store.run(_state_notice(session, final=True))
+
+
+def _state_notice(session: Session, *, final: bool, reply: Message | None = None) -> Op[Any]:
+    yield notify(
+        session,
+        "turn",
+        final=final,
+        answered_upto=session.answered_seq,
+        reply=reply.text if reply else None,
+        reply_seq=reply.seq if reply else None,
+        mode=session.mode.value,
+        help_requested=session.help_requested,
+        state=session.current_state,
+        status=session.status.value,
+    )
+
+
+def _round(deps: TurnDeps, sid: str) -> str:
+    store = deps.store
+    session = store.run(sessions.get(sid))
+    if session is None:
+        return "gone"
+    agent = store.run(_agent(session.agent_id))
+    if agent is None or not eligible(agent, session) or not session.unanswered:
+        return "idle"
+    debounce_ms = agent.debounce_for(session.channel)
+    if debounce_ms and session.last_customer_message_at:
+        quiet_for = _ms_since(session.last_customer_message_at)
+        if quiet_for < debounce_ms:
+            deps.sleep((debounce_ms - quiet_for) / 1000)
+            return "again"
+    thread = store.run(messages.recent(sid, session.seq, THREAD_WINDOW))
+    generated = generate(deps, agent, session, thread)
+    return commit_reply(deps, agent, session, generated)
+
+
+def _agent(agent_id: str) -> Op[Agent | None]:
+    from agent_core.store import agents
+
+    return (yield from agents.get(agent_id))
+
+
+def _ms_since(iso_ts: str) -> float:
+    from datetime import datetime
+
+    then = datetime.fromisoformat(iso_ts.replace("Z", "+00:00"))
+    return (time.time() - then.timestamp()) * 1000
+
+
+def unanswered_text(session: Session, thread: list[Message]) -> str:
+    return "\n".join(
+        m.text
+        for m in thread
+        if m.role is Role.customer and m.seq > session.answered_seq and m.kind not in ("help", "optout")
+    )
+
+
+def generate(deps: TurnDeps, agent: Agent, session: Session, thread: list[Message]) -> Generated:
+    """Run the model with tools (capped rounds) and return the reply with requested actions."""
+    provider, model = deps.provider_for(agent)
+    question = unanswered_text(session, thread)
+    passages = deps.retrieve(agent, question) if deps.retrieve and question else []
+    memory = deps.memory_for(agent, session) if deps.memory_for and agent.memory.enabled else []
+    inputs = PromptInputs(agent=agent, session=session, thread=thread, memory=memory, passages=passages)
+    chat = build_messages(inputs)
+    tools = offered_tools(agent, session, deps.tools)
+    actions = Actions()
+    ctx = ToolContext(agent=agent, session=session, actions=actions, services=deps.services)
+    records: list[dict[str, Any]] = []
+    at = now_iso()
+    for round_no in range(MAX_TOOL_ROUNDS + 1):
+        request = LLMRequest(
+            model=model,
+            messages=chat,
+            tools=tools,
+            tool_choice="auto" if round_no < MAX_TOOL_ROUNDS else "none",
+            temperature=agent.llm.temperature,
+            max_tokens=agent.llm.max_tokens,
+            passages=passages,
+        )
+        try:
+            response = provider.complete(request)
+        except LLMError as exc:
+            log.warning("llm failed for session %s: %s", session.id, exc)
+            actions.help_reason = "llm_error"
+            return Generated(APOLOGY, actions, records, error=str(exc))
+        if not response.tool_calls or round_no == MAX_TOOL_ROUNDS:
+            text = (response.text or "").strip()
+            _keyword_fallback(agent, question, actions)
+            return Generated(text, actions, records)
+        chat.append(
+            {
+                "role": "assistant",
+                "content": response.text,
+                "tool_calls": [
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                    for c in response.tool_calls
+                ],
+            }
+        )
+        for call in response.tool_calls:
+            result, ok = _run_tool(deps, ctx, call)
+            chat.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": result})
+            records.append(
+                sessions.new_message(
+                    "system",
+                    f"{call.name}({call.arguments})",
+                    created_at=at,
+                    private=True,
+                    kind="tool_call",
+                    meta={"tool": call.name, "arguments": call.arguments, "result": result, "ok": ok},
+                )
+            )
+    raise AssertionError("unreachable: the last round forbids tools")
+
+
+def _keyword_fallback(agent: Agent, question: str, actions: Actions) -> None:
+    if actions.help_reason is None and question and intents.asks_for_human(question, agent.language):
+        actions.help_reason = "customer asked for a person"
+
+
+def _run_tool(deps: TurnDeps, ctx: ToolContext, call: ToolCall) -> tuple[str, bool]:
+    tool = deps.tools.get(call.name)
+    if tool is None or tool.offer(ctx.agent, ctx.session) is None:
+        return f"error: there is no tool named '{call.name}'", False
+    try:
+        result = tool.run(ctx, parse_arguments(call.arguments))
+    except ToolArgumentError as exc:
+        return f"error: {exc}", False
+    return result[:TOOL_RESULT_LIMIT], True
+
+
+def _reply_message(session: Session, generated: Generated, at: str) -> dict[str, Any]:
+    extra: dict[str, Any] = {"in_reply_to": session.last_cust_seq}
+    if session.channel is not Channel.api:
+        extra["delivery"] = {"status": "queued", "updated_at": at}
+    if generated.error:
+        extra["meta"] = {"llm_error": generated.error[:500]}
+    return sessions.new_message("agent", generated.text, created_at=at, **extra)
+
+
+def _suppression(seen: Session, current: Session) -> str | None:
+    if current.status is SessionStatus.closed:
+        return "session_closed"
+    if current.mode is not SessionMode.ai:
+        return "takeover"
+    if current.opted_out:
+        return "opted_out"
+    if current.last_cust_seq > seen.last_cust_seq:
+        return "newer_message"
+    return None
+
+
+def commit_reply(deps: TurnDeps, agent: Agent, seen: Session, generated: Generated) -> str:
+    """Store the reply unless the session moved on (SPEC §4.3); deliver it if stored."""
+    store = deps.store
+    for _ in range(20):
+        current = store.run(sessions.get(seen.id))
+        if current is None:
+            return "gone"
+        at = now_iso()
+        reason = _suppression(seen, current)
+        if reason is not None:
+            draft = sessions.new_message(
+                "agent", generated.text, created_at=at, private=True, kind="draft", meta={"suppressed": reason}
+            )
+            res = store.run(
+                sessions.commit(current.id, expect_version=current.version, messages=[*generated.records, draft])
+            )
+            if res.status == "conflict":
+                continue
+            return "again" if reason == "newer_message" else "suppressed"
+        changes, extra_zadd = _action_changes(agent, current, generated.actions, at)
+        if not generated.text:
+            # Nothing to say (the model only used tools): record the effects, answer nothing.
+            res = store.run(
+                sessions.commit(
+                    current.id,
+                    expect_version=current.version,
+                    messages=generated.records,
+                    set=changes,
+                    answer=True,
+                    zadd=extra_zadd,
+                )
+            )
+            if res.status == "conflict":
+                continue
+            return "silent"
+        reply = _reply_message(current, generated, at)
+        res = store.run(
+            sessions.commit(
+                current.id,
+                expect_version=current.version,
+                messages=[*generated.records, reply],
+                set=changes,
+                touch=True,
+                answer=True,
+                zadd=extra_zadd,
+            )
+        )
+        if res.status == "conflict":
+            continue
+        if not res.ok:
+            return res.status
+        stored = store.run(messages.get(current.id, res.seqs[-1]))
+        after = store.run(sessions.get(current.id))
+        if stored is None or after is None:
+            return "gone"
+        if deps.on_commit:
+            deps.on_commit(after, [*generated.records, reply])
+        store.run(_state_notice(after, final=False, reply=stored))
+        if deps.deliver and after.channel is not Channel.api:
+            deps.deliver(after, stored)
+        return "replied"
+    raise RuntimeError(f"session {seen.id} kept changing; reply not stored")
+
+
+def _action_changes(
+    agent: Agent, session: Session, actions: Actions, at: str
+) -> tuple[dict[str, Any], list[tuple[str, float, str]]]:
+    changes: dict[str, Any] = {}
+    zadd: list[tuple[str, float, str]] = []
+    if actions.help_reason and not session.help_requested:
+        changes.update(help_requested=True, help_requested_at=at, help_reason=actions.help_reason)
+    if actions.state and actions.state != session.current_state:
+        changes["current_state"] = actions.state
+    if actions.state_fields:
+        changes["state_fields"] = {**session.metadata.state_fields, **actions.state_fields}
+    if actions.end_reason:
+        changes.update(status=SessionStatus.closed.value, closed_reason=actions.end_reason, closed_at=at)
+        zadd.append((keys.TASKS, time.time() * 1000, f"summary:{session.id}"))
+    return changes, zadd

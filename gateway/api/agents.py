@@ -1,0 +1,158 @@
+"""Agents CRUD (SPEC §6.2) and the OSVI `active_agents` listing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from agent_core.models import Agent, AgentSpec, AgentStatus
+from agent_core.store import agents
+from agent_core.store.agents import SaveResult
+from gateway.api.chat import load_agent, store_of
+from gateway.api.routing import Endpoint, Query
+from gateway.api.schemas import ActiveAgent
+from gateway.auth import ADMIN, ANY, OPERATOR
+from gateway.errors import Unprocessable, envelope, validation_messages
+from gateway.http import json_body, limit_param, page, query_enum
+
+
+def agent_json(agent: Agent) -> dict[str, Any]:
+    return agent.model_dump(mode="json")
+
+
+def parse_spec(data: dict[str, Any]) -> AgentSpec:
+    try:
+        return AgentSpec.model_validate(data)
+    except ValidationError as exc:
+        raise Unprocessable(*validation_messages(exc)) from exc
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON merge patch: objects merge, null removes (back to the default)."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+def _saved(result: SaveResult) -> Agent:
+    if result.status == "route_taken":
+        raise Unprocessable(f"channels: '{result.route.removeprefix('mss:')}' already routes to agent '{result.owner}'")
+    if result.status != "ok" or result.agent is None:
+        raise Unprocessable(f"agent: could not be saved ({result.status}); retry")
+    return result.agent
+
+
+SPEC_FIELDS = frozenset(AgentSpec.model_fields)
+
+
+def _spec_dict(agent: Agent) -> dict[str, Any]:
+    return agent.model_dump(mode="json", include=set(SPEC_FIELDS))
+
+
+async def create_agent(request: Request) -> Response:
+    spec = parse_spec(await json_body(request))
+    agent = _saved(await store_of(request).run(agents.create(spec)))
+    return envelope(agent_json(agent))
+
+
+async def list_agents(request: Request) -> Response:
+    status = query_enum(request, "status", tuple(s.value for s in AgentStatus))
+    try:
+        items, cursor = await store_of(request).run(
+            agents.list_page(limit=limit_param(request), cursor=request.query_params.get("cursor"), status=status)
+        )
+    except ValueError:
+        raise Unprocessable("cursor: not a cursor this API issued") from None
+    return envelope(page([agent_json(a) for a in items], cursor))
+
+
+async def get_agent(request: Request) -> Response:
+    agent = await load_agent(store_of(request), request.path_params["agent_id"], field="agent_id")
+    return envelope(agent_json(agent))
+
+
+async def patch_agent(request: Request) -> Response:
+    store = store_of(request)
+    patch = await json_body(request)
+    unknown = sorted(set(patch) - SPEC_FIELDS)
+    if unknown:
+        raise Unprocessable(*(f"{k}: unknown field (or not changeable)" for k in unknown))
+    current = await load_agent(store, request.path_params["agent_id"], field="agent_id")
+    spec = parse_spec(merge_patch(_spec_dict(current), patch))
+    agent = _saved(await store.run(agents.replace(current.id, spec)))
+    return envelope(agent_json(agent))
+
+
+async def delete_agent(request: Request) -> Response:
+    store = store_of(request)
+    current = await load_agent(store, request.path_params["agent_id"], field="agent_id")
+    spec = parse_spec({**_spec_dict(current), "status": AgentStatus.archived.value})
+    agent = _saved(await store.run(agents.replace(current.id, spec)))
+    return envelope(agent_json(agent))
+
+
+async def active_agents(request: Request) -> Response:
+    store = store_of(request)
+    all_agents = await store.run(agents.get_many(await store.run(agents.all_ids())))
+    body = [
+        {"agent_id": a.id, "name": a.name, "status": a.status.value}
+        for a in all_agents
+        if a.status is AgentStatus.active
+    ]
+    return JSONResponse(body)
+
+
+ENDPOINTS = [
+    Endpoint("POST", "/v1/agents", create_agent, "Create an agent", ADMIN, "agents", body=AgentSpec, response=Agent),
+    Endpoint(
+        "GET",
+        "/v1/agents",
+        list_agents,
+        "List agents (creation order)",
+        OPERATOR,
+        "agents",
+        response={
+            "type": "object",
+            "properties": {
+                "items": {"type": "array", "items": {"$ref": "#/components/schemas/Agent"}},
+                "next_cursor": {"type": ["string", "null"]},
+            },
+        },
+        query=(
+            Query("status", "active | archived", {"type": "string", "enum": ["active", "archived"]}),
+            Query("limit", "Page size (1-200, default 50)", {"type": "integer", "minimum": 1, "maximum": 200}),
+            Query("cursor", "next_cursor of the previous page"),
+        ),
+    ),
+    Endpoint("GET", "/v1/agents/{agent_id}", get_agent, "An agent", OPERATOR, "agents", response=Agent),
+    Endpoint(
+        "PATCH",
+        "/v1/agents/{agent_id}",
+        patch_agent,
+        "Change an agent (JSON merge patch)",
+        ADMIN,
+        "agents",
+        body={"type": "object", "description": "Any AgentSpec fields; objects merge, null resets"},
+        response=Agent,
+    ),
+    Endpoint("DELETE", "/v1/agents/{agent_id}", delete_agent, "Archive an agent", ADMIN, "agents", response=Agent),
+    Endpoint(
+        "GET",
+        "/v1/active_agents",
+        active_agents,
+        "Active agents (OSVI shape: a bare array)",
+        ANY,
+        "agents",
+        response={"type": "array", "items": ActiveAgent.model_json_schema()},
+        envelope=False,
+    ),
+]

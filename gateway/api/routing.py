@@ -1,0 +1,173 @@
+"""Endpoints are declared once; the router and `/openapi.json` are both built from them."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from agent_core.store.tokens import TokenRole
+from gateway.auth import authenticate
+from gateway.errors import error_response
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Query:
+    name: str
+    description: str
+    schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    roles: frozenset[TokenRole] | None
+    tag: str
+    body: type[BaseModel] | dict[str, Any] | None = None
+    response: type[BaseModel] | dict[str, Any] | None = None
+    query: Sequence[Query] = ()
+    errors: Sequence[int] = (401, 403, 404, 422)
+    envelope: bool = True
+    content_type: str = "application/json"
+    headers: Sequence[str] = ()
+
+
+def _guard(endpoint: Endpoint) -> Handler:
+    roles = endpoint.roles
+
+    async def guarded(request: Request) -> Response:
+        if roles is not None:
+            await authenticate(request, roles)
+        return await endpoint.handler(request)
+
+    return guarded
+
+
+def build_routes(endpoints: Iterable[Endpoint]) -> list[Route]:
+    by_path: dict[str, dict[str, Handler]] = defaultdict(dict)
+    for ep in endpoints:
+        by_path[ep.path][ep.method] = _guard(ep)
+    routes = []
+    for path, methods in by_path.items():
+
+        async def dispatch(request: Request, _methods: dict[str, Handler] = methods) -> Response:
+            handler = _methods.get(request.method) or (_methods.get("GET") if request.method == "HEAD" else None)
+            if handler is None:
+                allowed = ", ".join(sorted(_methods))
+                return error_response(
+                    405, [f"method not allowed: {request.method} {request.url.path}"], {"Allow": allowed}
+                )
+            return await handler(request)
+
+        methods_all = sorted(set(methods) | ({"HEAD"} if "GET" in methods else set()))
+        routes.append(Route(path, dispatch, methods=methods_all))
+    return routes
+
+
+ERROR_TEXT = {
+    400: "Bad request",
+    401: "Missing or invalid API token",
+    403: "The token's role may not do this",
+    404: "Unknown resource",
+    409: "Conflict",
+    413: "Body larger than MAX_BODY_BYTES",
+    422: "Validation failed (every bad field named)",
+    429: "Rate limited (see Retry-After)",
+    503: "Not ready",
+}
+
+
+def _schema_of(model: type[BaseModel] | dict[str, Any], defs: dict[str, Any], mode: str) -> dict[str, Any]:
+    if isinstance(model, dict):
+        return model
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode=mode)  # type: ignore[arg-type]
+    for name, sub in schema.pop("$defs", {}).items():
+        defs[name] = sub
+    defs[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def openapi(endpoints: Iterable[Endpoint], *, title: str, version: str, server: str) -> dict[str, Any]:
+    defs: dict[str, Any] = {
+        "Error": {
+            "type": "object",
+            "required": ["success", "errors"],
+            "properties": {
+                "success": {"type": "boolean", "const": False},
+                "errors": {"type": "array", "items": {"type": "string"}},
+            },
+        }
+    }
+    paths: dict[str, Any] = defaultdict(dict)
+    for ep in endpoints:
+        op: dict[str, Any] = {"summary": ep.summary, "tags": [ep.tag], "operationId": ep.handler.__name__}
+        params = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in re.findall(r"{(\w+)}", ep.path)
+        ]
+        params += [
+            {"name": q.name, "in": "query", "required": q.required, "description": q.description, "schema": q.schema}
+            for q in ep.query
+        ]
+        params += [{"name": h, "in": "header", "required": False, "schema": {"type": "string"}} for h in ep.headers]
+        if params:
+            op["parameters"] = params
+        if ep.body is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": _schema_of(ep.body, defs, "validation")}},
+            }
+        if ep.roles is not None:
+            op["security"] = [{"ApiToken": []}, {"Bearer": []}]
+            op["description"] = "Roles: " + ", ".join(sorted(r.value for r in ep.roles))
+        data = _schema_of(ep.response, defs, "serialization") if ep.response is not None else {}
+        if ep.envelope:
+            content_schema: dict[str, Any] = {
+                "type": "object",
+                "required": ["success", "data"],
+                "properties": {"success": {"type": "boolean", "const": True}, "data": data},
+            }
+        else:
+            content_schema = data
+        ok = "202" if ep.method == "POST" and ep.path.endswith("/inbound") else None
+        responses: dict[str, Any] = {
+            "200": {"description": "OK", "content": {ep.content_type: {"schema": content_schema}}}
+        }
+        if ok:
+            responses[ok] = {
+                "description": "Accepted; the reply is still pending",
+                "content": {ep.content_type: {"schema": content_schema}},
+            }
+        for code in sorted(set(ep.errors) | ({413, 422} if ep.body else set())):
+            responses[str(code)] = {
+                "description": ERROR_TEXT.get(code, "Error"),
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }
+        op["responses"] = responses
+        paths[ep.path][ep.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "servers": [{"url": server}],
+        "paths": dict(paths),
+        "components": {
+            "schemas": defs,
+            "securitySchemes": {
+                "ApiToken": {"type": "apiKey", "in": "header", "name": "API-Token"},
+                "Bearer": {"type": "http", "scheme": "bearer"},
+            },
+        },
+    }

@@ -1,0 +1,141 @@
+"""`create_app(settings)`: routes, middleware, exception handlers; a lifespan opens clients."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agent_core.store import AsyncStore
+from gateway.api import agents as agents_api
+from gateway.api import chat as chat_api
+from gateway.api import health as health_api
+from gateway.api.routing import Endpoint, build_routes, openapi
+from gateway.auth import TokenCache
+from gateway.errors import EXCEPTION_HANDLERS, PayloadTooLarge, error_response
+from gateway.notifier import Notifier
+from gateway.settings import Settings
+
+VERSION = "0.1.0"
+log = structlog.get_logger("gateway")
+
+
+def endpoints() -> list[Endpoint]:
+    return [*chat_api.ENDPOINTS, *agents_api.ENDPOINTS, *health_api.ENDPOINTS]
+
+
+class BodyLimit:
+    """413 for bodies over MAX_BODY_BYTES, by Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.max_bytes
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    response = error_response(413, [f"body: larger than {self.max_bytes} bytes"])
+                    await response(scope, receive, send)
+                    return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise PayloadTooLarge(f"body: larger than {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+class RequestContext:
+    """Binds a request id (X-Request-ID, or a new one) into log context and the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                rid = value.decode("latin-1")[:100]
+        rid = rid or uuid.uuid4().hex
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=rid)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", rid.encode("latin-1")))
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def create_app(settings: Settings, redis_url: str) -> Starlette:
+    eps = endpoints()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        client = aioredis.Redis.from_url(
+            redis_url, decode_responses=True, max_connections=512, health_check_interval=30
+        )
+        app.state.redis = client
+        app.state.store = AsyncStore(client)
+        app.state.tokens = TokenCache(app.state.store, settings.app.token_cache_s)
+        app.state.notifier = Notifier(client)
+        app.state.started_at = time.time()
+        await app.state.notifier.start()
+        log.info("gateway ready", llm=settings.llm.provider, public_base_url=settings.app.public_base_url)
+        try:
+            yield
+        finally:
+            await app.state.notifier.stop()
+            await client.aclose()
+
+    spec_cache: dict[str, Any] = {}
+
+    async def openapi_json(request: Request) -> Response:
+        if "doc" not in spec_cache:
+            spec_cache["doc"] = openapi(
+                eps, title="Chat Agent Gateway", version=VERSION, server=settings.app.public_base_url
+            )
+        return JSONResponse(spec_cache["doc"])
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return error_response(404, [f"not found: {request.method} {request.url.path}"])
+
+    routes = [*build_routes(eps), Route("/openapi.json", openapi_json, methods=["GET"])]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={**EXCEPTION_HANDLERS, 404: not_found},  # type: ignore[dict-item]
+    )
+    app.state.settings = settings
+    app.state.endpoints = eps
+    app.add_middleware(BodyLimit, max_bytes=settings.app.max_body_bytes)
+    app.add_middleware(RequestContext)
+    return app

@@ -1,0 +1,333 @@
+"""`chatgw`: up (all-in-one dev), web, worker, cron, tokens, agents, chat."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from agent_core.store import Store, agents, tokens
+from agent_core.store.tokens import TokenRole
+from gateway.settings import Settings, SettingsError, load_settings
+
+DEMO_AGENT_ID = "agent_demo"
+DATA_DIR = Path(os.environ.get("CHATGW_DATA_DIR", "var"))
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        print(f"chatgw: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def _redis_url(settings: Settings) -> str:
+    from gateway.redis_server import EmbeddedRedisError, resolve_redis_url
+
+    try:
+        return resolve_redis_url(settings)
+    except EmbeddedRedisError as exc:
+        print(f"chatgw: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+def _store(url: str) -> Store:
+    return Store(redis.Redis.from_url(url, decode_responses=True))
+
+
+def _configure_logs(settings: Settings) -> None:
+    from gateway.logs import configure
+
+    configure(settings.app.log_level, settings.app.resolved_log_format.value)
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    settings = _settings()
+    _configure_logs(settings)
+    url = _redis_url(settings)
+    app = create_app(settings, url)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        loop="auto",
+        http="auto",
+        timeout_graceful_shutdown=10,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from workers import context
+    from workers.worker import run
+
+    settings = _settings()
+    _configure_logs(settings)
+    url = _redis_url(settings)
+    ctx = context.WorkerContext(settings=settings, redis_url=url)
+    context.use(ctx)
+    try:
+        run(ctx.rq_redis, concurrency=args.concurrency, burst=args.burst, with_scheduler=not args.no_scheduler)
+    finally:
+        ctx.close()
+    return 0
+
+
+def cmd_cron(args: argparse.Namespace) -> int:
+    from workers import context
+    from workers.schedules import Scheduler
+
+    settings = _settings()
+    _configure_logs(settings)
+    ctx = context.WorkerContext(settings=settings, redis_url=_redis_url(settings))
+    context.use(ctx)
+    scheduler = Scheduler().start()
+    stop = {"now": False}
+
+    def handle(signum: int, frame: Any) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    while not stop["now"]:
+        time.sleep(0.5)
+    scheduler.stop()
+    return 0
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    settings = _settings()
+    store = _store(_redis_url(settings))
+    if args.tokens_cmd == "create":
+        token, record = store.run(tokens.create(args.name, TokenRole(args.role)))
+        print(f"Created {record.role.value} token '{record.name}' ({record.id}). It is shown only once:")
+        print(token)
+        return 0
+    if args.tokens_cmd == "list":
+        for rec in store.run(tokens.list_all()):
+            print(f"{rec.id}\t{rec.role.value}\t{rec.name}\t{rec.created_at}")
+        return 0
+    revoked = store.run(tokens.revoke(args.token))
+    if not revoked:
+        print(f"chatgw: no token with id or name '{args.token}'", file=sys.stderr)
+        return 1
+    for rec in revoked:
+        print(f"revoked {rec.id} ({rec.role.value} '{rec.name}')")
+    return 0
+
+
+def cmd_agents(args: argparse.Namespace) -> int:
+    from gateway.agent_files import AgentFileError, apply_file
+
+    settings = _settings()
+    store = _store(_redis_url(settings))
+    if args.agents_cmd == "list":
+        for agent in store.run(agents.get_many(store.run(agents.all_ids()))):
+            numbers = ",".join(agent.channels.numbers) or "-"
+            print(f"{agent.id}\t{agent.status.value}\t{agent.name}\t{numbers}")
+        return 0
+    try:
+        results = apply_file(store, Path(args.file))
+    except AgentFileError as exc:
+        print(f"chatgw: {exc}", file=sys.stderr)
+        return 2
+    for action, agent in results:
+        print(f"{action}\t{agent.id}\t{agent.name}")
+    return 0
+
+
+def ensure_demo(store: Store) -> str:
+    """The demo agent (fixed id, so `chatgw up` twice does not duplicate it)."""
+    from gateway.demo import DEMO_AGENT
+
+    existing = store.run(agents.get(DEMO_AGENT_ID))
+    if existing is None:
+        result = store.run(agents.create(DEMO_AGENT, agent_id=DEMO_AGENT_ID))
+        if result.status not in ("ok", "exists"):
+            raise SystemExit(f"chatgw: could not create the demo agent ({result.status})")
+    return DEMO_AGENT_ID
+
+
+def demo_tokens(store: Store) -> dict[str, str]:
+    """Admin and operator tokens for the demo, kept in var/ so every `up` can show them."""
+    path = DATA_DIR / "demo-tokens.json"
+    saved: dict[str, str] = {}
+    if path.exists():
+        saved = json.loads(path.read_text())
+    out = {}
+    for role, name in (("admin", "demo-admin"), ("operator", "demo-operator@example.com")):
+        token = saved.get(role)
+        if not token or store.run(tokens.lookup(token)) is None:
+            token, _ = store.run(tokens.create(name, TokenRole(role)))
+        out[role] = token
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out))
+    path.chmod(0o600)
+    return out
+
+
+def _wait_http(url: str, timeout_s: float, procs: list[subprocess.Popen[bytes]]) -> bool:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            return False
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from gateway.redis_server import EmbeddedRedisError, ensure_shared
+
+    settings = _settings()
+    owned = None
+    if settings.redis.url:
+        url = settings.redis.url
+        redis_label = f"REDIS_URL ({url.split('@')[-1]})"
+    else:
+        try:
+            url, owned = ensure_shared(DATA_DIR / "redis")
+        except EmbeddedRedisError as exc:
+            print(f"chatgw: {exc}", file=sys.stderr)
+            return 2
+        redis_label = f"embedded, {url} (data in {DATA_DIR / 'redis'}, appendonly)"
+    store = _store(url)
+    agent_id = ensure_demo(store)
+    toks = demo_tokens(store)
+    env = {**os.environ, "REDIS_URL": url}
+    env.setdefault("PUBLIC_BASE_URL", f"http://{args.host}:{args.port}")
+    base = [sys.executable, "-m", "gateway.cli"]
+    procs = [
+        subprocess.Popen([*base, "web", "--host", args.host, "--port", str(args.port)], env=env),
+        subprocess.Popen([*base, "worker", "--concurrency", str(args.concurrency)], env=env),
+    ]
+    stopping = {"now": False}
+
+    def handle(signum: int, frame: Any) -> None:
+        stopping["now"] = True
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+    base_url = f"http://{args.host}:{args.port}"
+    try:
+        if not _wait_http(base_url + "/healthz", 30, procs):
+            print("chatgw: the web process did not start; see the log above", file=sys.stderr)
+            return 1
+        provider = settings.llm.provider
+        llm = (
+            "offline (no OPENAI_API_KEY set: deterministic demo responder)"
+            if provider == "offline"
+            else (f"openai ({settings.llm.openai_base_url or 'api.openai.com'}, model {settings.llm.llm_model})")
+        )
+        twilio = "configured" if settings.twilio.configured else "not configured: outbound goes to the dev outbox"
+        print(
+            "\nChat Agent Gateway is up\n"
+            f"  Base URL:        {base_url}\n"
+            f"  Console:         {base_url}/console\n"
+            f"  API docs:        {base_url}/openapi.json\n"
+            f"  Demo agent:      {agent_id}\n"
+            f"  Admin token:     {toks['admin']}\n"
+            f"  Operator token:  {toks['operator']}\n"
+            f"  Redis:           {redis_label}\n"
+            f"  LLM:             {llm}\n"
+            f"  Twilio:          {twilio}\n"
+            "\nTry it:\n"
+            f"  curl -s -X POST {base_url}/v1/chat/inbound -H 'API-Token: {toks['admin']}' \\\n"
+            f"       -H 'Content-Type: application/json' \\\n"
+            f'       -d \'{{"agent_uuid": "{agent_id}", "customer_id": "demo-1", "content": "Hi!"}}\'\n'
+            "\nCtrl-C stops everything.\n",
+            flush=True,
+        )
+        while not stopping["now"]:
+            if any(p.poll() is not None for p in procs):
+                print("chatgw: a process exited; stopping the rest", file=sys.stderr)
+                break
+            time.sleep(0.3)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if owned is not None:
+            owned.stop()
+            (DATA_DIR / "redis" / "redis.url").unlink(missing_ok=True)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="chatgw", description="Chat Agent Gateway")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    up = sub.add_parser("up", help="embedded Redis + web + worker + demo agent, for a laptop or a demo")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    up.add_argument("--concurrency", type=int, default=4)
+    up.set_defaults(func=cmd_up)
+
+    web = sub.add_parser("web", help="the HTTP process (uvicorn)")
+    web.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))
+    web.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    web.set_defaults(func=cmd_web)
+
+    worker = sub.add_parser("worker", help="the RQ worker process (all queues, with the scheduler)")
+    worker.add_argument("--concurrency", type=int, default=int(os.environ.get("WORKER_CONCURRENCY", "4")))
+    worker.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    worker.add_argument("--no-scheduler", action="store_true", help="leave periodic sweeps to `chatgw cron`")
+    worker.set_defaults(func=cmd_worker)
+
+    cron = sub.add_parser("cron", help="periodic sweeps only (optional; workers run them too)")
+    cron.set_defaults(func=cmd_cron)
+
+    tok = sub.add_parser("tokens", help="API tokens")
+    tsub = tok.add_subparsers(dest="tokens_cmd", required=True)
+    tc = tsub.add_parser("create")
+    tc.add_argument("--name", required=True, help="operator identity, e.g. alice@example.com")
+    tc.add_argument("--role", required=True, choices=[r.value for r in TokenRole])
+    tsub.add_parser("list")
+    tr = tsub.add_parser("revoke")
+    tr.add_argument("token", help="token id or name")
+    tok.set_defaults(func=cmd_tokens)
+
+    ag = sub.add_parser("agents", help="agents as code")
+    asub = ag.add_subparsers(dest="agents_cmd", required=True)
+    aa = asub.add_parser("apply")
+    aa.add_argument("file")
+    asub.add_parser("list")
+    ag.set_defaults(func=cmd_agents)
+
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""What jobs need (Redis, store, HTTP client, LLM providers), built once per worker process.
+
+`chatgw worker` builds it from the environment; tests install their own with `use()`.
+Nothing connects at import time.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import httpx
+import redis
+
+from agent_core import lifecycle
+from agent_core.llm import LLMProvider, OfflineProvider, OpenAIProvider
+from agent_core.models import Agent
+from agent_core.store import Store
+from agent_core.turns import LeaseKeeper, TurnDeps
+from gateway.settings import Settings
+from workers.queues import turn_job
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    redis_url: str
+    redis: redis.Redis = field(init=False)
+    rq_redis: redis.Redis = field(init=False)
+    store: Store = field(init=False)
+    http: httpx.Client = field(init=False)
+    offline: OfflineProvider = field(init=False)
+    openai: LLMProvider | None = field(init=False, default=None)
+    leases: LeaseKeeper = field(init=False)
+    turn_deps: TurnDeps = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.redis = redis.Redis.from_url(self.redis_url, decode_responses=True, health_check_interval=30)
+        # RQ stores pickled payloads, so it gets a connection that does not decode replies.
+        self.rq_redis = redis.Redis.from_url(self.redis_url, health_check_interval=30)
+        self.store = Store(self.redis)
+        llm = self.settings.llm
+        self.http = httpx.Client(timeout=httpx.Timeout(llm.llm_timeout_s, connect=5.0))
+        self.offline = OfflineProvider()
+        if llm.provider == "openai" and llm.openai_api_key is not None:
+            self.openai = OpenAIProvider(
+                api_key=llm.openai_api_key.get_secret_value(),
+                base_url=llm.openai_base_url,
+                http_client=self.http,
+                timeout_s=llm.llm_timeout_s,
+                max_retries=llm.llm_max_retries,
+            )
+        lease_ms = int(self.settings.app.turn_lease_s * 1000)
+        self.leases = LeaseKeeper(self.store, ttl_ms=lease_ms)
+        self.turn_deps = TurnDeps(
+            store=self.store,
+            provider_for=self.provider_for,
+            make_job=turn_job,
+            leases=self.leases,
+            lock_ttl_ms=lease_ms,
+            memory_for=lifecycle.memory_for(self.store),
+        )
+
+    def provider_for(self, agent: Agent) -> tuple[LLMProvider, str]:
+        if agent.llm.provider == "offline" or self.openai is None:
+            return self.offline, "offline"
+        return self.openai, agent.llm.model or self.settings.llm.llm_model
+
+    def close(self) -> None:
+        self.leases.stop()
+        self.http.close()
+        self.redis.close()
+        self.rq_redis.close()
+
+
+_context: WorkerContext | None = None
+_lock = threading.Lock()
+
+
+def use(ctx: WorkerContext | None) -> None:
+    """Install the context jobs in this process use (None to reset)."""
+    global _context
+    with _lock:
+        _context = ctx
+
+
+def get() -> WorkerContext:
+    global _context
+    with _lock:
+        if _context is None:
+            from gateway.redis_server import resolve_redis_url
+            from gateway.settings import load_settings
+
+            settings = load_settings()
+            _context = WorkerContext(settings=settings, redis_url=resolve_redis_url(settings))
+        return _context

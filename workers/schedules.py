@@ -1,0 +1,87 @@
+"""Periodic work, run by a thread in every worker process (and by `chatgw cron`).
+
+Each schedule takes a Redis lock for its interval before running, so however many
+processes run this loop, each schedule runs once per interval fleet-wide. The same loop
+promotes RQ's scheduled jobs (retries with backoff) through rq's RQScheduler, without the
+extra process `rq worker --with-scheduler` would fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rq.scheduler import RQScheduler
+
+from agent_core.store import keys
+from workers import context, jobs
+from workers.queues import ALL_QUEUES
+
+log = logging.getLogger("workers.schedules")
+
+HEARTBEAT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    interval_s: float
+    run: Callable[[], object]
+
+
+def schedules() -> list[Schedule]:
+    settings = context.get().settings
+    return [
+        Schedule("watchdog", 5.0, jobs.watchdog),
+        Schedule("lifecycle", settings.app.lifecycle_sweep_s, jobs.lifecycle_sweep),
+        Schedule("tasks", 10.0, jobs.task_sweep),
+    ]
+
+
+class Scheduler:
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or f"{socket.gethostname()}.{os.getpid()}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def tick(self) -> None:
+        ctx = context.get()
+        now = time.time()
+        ctx.redis.zadd(keys.WORKERS_SEEN, {self.name: now})
+        ctx.redis.zremrangebyscore(keys.WORKERS_SEEN, "-inf", now - 3600)
+        for sched in schedules():
+            if ctx.redis.set(f"{keys.P}sched:{sched.name}", self.name, nx=True, px=int(sched.interval_s * 1000)):
+                try:
+                    sched.run()
+                except Exception:  # one failing sweep must not stop the others; it runs again next interval
+                    log.exception("schedule %s failed", sched.name)
+
+    def _loop(self) -> None:
+        rq_scheduler = RQScheduler(list(ALL_QUEUES), connection=context.get().rq_redis, name=self.name)
+        last = 0.0
+        while not self._stop.is_set():
+            try:
+                if rq_scheduler.acquire_locks():
+                    rq_scheduler.enqueue_scheduled_jobs()
+                if time.monotonic() - last >= 1.0:
+                    self.tick()
+                    last = time.monotonic()
+            except Exception:  # Redis restarts and blips: keep the loop alive and retry
+                log.exception("scheduler tick failed")
+            self._stop.wait(1.0)
+        rq_scheduler.release_locks()
+
+    def start(self) -> Scheduler:
+        self._thread = threading.Thread(target=self._loop, name="schedules", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
