@@ -69,7 +69,11 @@ def cmd_web(args: argparse.Namespace) -> int:
         http="auto",
         timeout_graceful_shutdown=10,
     )
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:
+        # uvicorn has already shut down gracefully; it re-raises Ctrl-C for the exit status.
+        return 130
     return 0
 
 
@@ -219,9 +223,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     env = {**os.environ, "REDIS_URL": url}
     env.setdefault("PUBLIC_BASE_URL", f"http://{args.host}:{args.port}")
     base = [sys.executable, "-m", "gateway.cli"]
+    # Children get sessions of their own so Ctrl-C reaches only this process, which then
+    # stops each child exactly once (a second signal means "exit now" to a worker).
     procs = [
-        subprocess.Popen([*base, "web", "--host", args.host, "--port", str(args.port)], env=env),
-        subprocess.Popen([*base, "worker", "--concurrency", str(args.concurrency)], env=env),
+        subprocess.Popen(
+            [*base, "web", "--host", args.host, "--port", str(args.port)], env=env, start_new_session=True
+        ),
+        subprocess.Popen([*base, "worker", "--concurrency", str(args.concurrency)], env=env, start_new_session=True),
     ]
     stopping = {"now": False}
 

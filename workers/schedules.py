@@ -62,7 +62,12 @@ class Scheduler:
                     log.exception("schedule %s failed", sched.name)
 
     def _loop(self) -> None:
-        rq_scheduler = RQScheduler(list(ALL_QUEUES), connection=context.get().rq_redis, name=self.name)
+        rq_scheduler = RQScheduler(
+            list(ALL_QUEUES),
+            connection=context.get().rq_redis,
+            name=self.name,
+            logging_level=logging.getLogger().getEffectiveLevel(),
+        )
         last = 0.0
         while not self._stop.is_set():
             try:
