@@ -1,5 +1,23 @@
 """Everything channel-shaped (Twilio): parsing, signatures, sending, TwiML."""
 
-from channels.models import MediaItem, OutboundMessage, Sender, SendReceipt
+from channels.models import (
+    Channel,
+    InboundMessage,
+    Keyword,
+    MediaItem,
+    OutboundMessage,
+    Sender,
+    SendReceipt,
+    StatusUpdate,
+)
 
-__all__ = ["MediaItem", "OutboundMessage", "SendReceipt", "Sender"]
+__all__ = [
+    "Channel",
+    "InboundMessage",
+    "Keyword",
+    "MediaItem",
+    "OutboundMessage",
+    "SendReceipt",
+    "Sender",
+    "StatusUpdate",
+]

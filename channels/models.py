@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from enum import StrEnum
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
+
+Channel = Literal["sms", "whatsapp"]
+
+
+class Keyword(StrEnum):
+    """A carrier-level keyword a customer sent instead of a message (Twilio's opt-out handling)."""
+
+    OPTOUT = "optout"
+    OPTIN = "optin"
+    HELP = "help"
 
 
 class MediaItem(BaseModel):
@@ -14,10 +25,52 @@ class MediaItem(BaseModel):
     content_type: str | None = None
 
 
+class InboundMessage(BaseModel):
+    """One message a customer sent, normalized: no Twilio field names, text cleaned, prefixes split off."""
+
+    model_config = ConfigDict(frozen=True)
+
+    message_sid: str
+    account_sid: str
+    messaging_service_sid: str | None = None
+    channel: Channel
+    from_address: str
+    to_address: str
+    customer_id: str
+    text: str = ""
+    media: list[MediaItem] = Field(default_factory=list)
+    profile_name: str | None = None
+    location: dict[str, Any] | None = None
+    button: dict[str, str | None] | None = None
+    raw: dict[str, str] = Field(default_factory=dict)
+    idempotency_token: str | None = None
+    keyword: Keyword | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        """True when there is nothing to answer: no text, media, location or button reply."""
+        return not self.text and not self.media and self.location is None and self.button is None
+
+
+class StatusUpdate(BaseModel):
+    """One delivery status callback for a message we sent."""
+
+    model_config = ConfigDict(frozen=True)
+
+    message_sid: str
+    status: str
+    error_code: int | None = None
+    error_message: str | None = None
+    channel: Channel
+    to: str | None = None
+    from_address: str | None = None
+
+
 class OutboundMessage(BaseModel):
     """One message to deliver to a customer (split into parts by the sender if needed)."""
 
-    model_config = ConfigDict(frozen=True)
+    # populate_by_name lets Python callers write from_=... as well as the wire alias "from".
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     channel: str
     to: str

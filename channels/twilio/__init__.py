@@ -1,0 +1,54 @@
+"""Twilio SMS/WhatsApp: parse webhooks, verify signatures, send messages, answer with TwiML."""
+
+from channels.twilio.errors import (
+    ChannelError,
+    DeliveryError,
+    InvalidTwilioRequest,
+    PermanentDeliveryError,
+    RetryableDeliveryError,
+    is_retryable,
+)
+from channels.twilio.http_client import DEFAULT_API_BASE_URL, TwilioHttpxClient
+from channels.twilio.parse import (
+    IDEMPOTENCY_HEADER,
+    WHATSAPP_PREFIX,
+    classify_keyword,
+    clean_text,
+    is_newer,
+    parse_form,
+    parse_inbound,
+    parse_status,
+    status_rank,
+)
+from channels.twilio.sender import TwilioSender
+from channels.twilio.signatures import SIGNATURE_HEADER, verify, webhook_url
+from channels.twilio.split import BODY_LIMIT, split_message
+from channels.twilio.twiml import CONTENT_TYPE, EMPTY_RESPONSE
+
+__all__ = [
+    "BODY_LIMIT",
+    "CONTENT_TYPE",
+    "DEFAULT_API_BASE_URL",
+    "EMPTY_RESPONSE",
+    "IDEMPOTENCY_HEADER",
+    "SIGNATURE_HEADER",
+    "WHATSAPP_PREFIX",
+    "ChannelError",
+    "DeliveryError",
+    "InvalidTwilioRequest",
+    "PermanentDeliveryError",
+    "RetryableDeliveryError",
+    "TwilioHttpxClient",
+    "TwilioSender",
+    "classify_keyword",
+    "clean_text",
+    "is_newer",
+    "is_retryable",
+    "parse_form",
+    "parse_inbound",
+    "parse_status",
+    "split_message",
+    "status_rank",
+    "verify",
+    "webhook_url",
+]
