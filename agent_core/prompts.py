@@ -37,6 +37,7 @@ class PromptInputs:
     thread: Sequence[Message]
     memory: Sequence[str] = ()
     passages: Sequence[Passage] = ()
+    whispers: Sequence[str] = ()
     purpose: Literal["chat", "voice"] = "chat"
     extra_system: Sequence[str] = field(default_factory=tuple)
 
@@ -115,7 +116,7 @@ def system_sections(inputs: PromptInputs) -> list[str]:
     if inputs.passages:
         blocks = [f"[{p.document_name}]\n{p.text}" for p in inputs.passages]
         sections.append("Relevant knowledge (answer from it when it applies):\n\n" + "\n\n".join(blocks))
-    whispers = [m.text for m in inputs.thread if m.role is Role.whisper]
+    whispers = list(inputs.whispers)
     if whispers:
         sections.append(
             _bullets(

@@ -24,6 +24,7 @@ from agent_core.models import Agent, Channel, Message, Role, Session, SessionMod
 from agent_core.prompts import PromptInputs, build_messages
 from agent_core.store import Cmd, Store, TurnJob, keys, messages, sessions
 from agent_core.store.runner import Op
+from agent_core.support import whispers as support_whispers
 from agent_core.tools import (
     BUILTINS,
     Actions,
@@ -42,6 +43,7 @@ MAX_TOOL_ROUNDS = 4
 THREAD_WINDOW = 60
 TOOL_RESULT_LIMIT = 4_000
 APOLOGY = "Sorry — I'm having trouble answering right now. A member of our team will follow up with you shortly."
+HOLD_MESSAGE = "Thanks — I've asked a member of our team to join. A person will reply here shortly."
 
 ProviderFor = Callable[[Agent], tuple[LLMProvider, str]]
 Deliver = Callable[[Session, Message], None]
@@ -139,8 +141,9 @@ def run_turn(deps: TurnDeps, sid: str) -> str:
             outcome = _round(deps, sid)
             if outcome == "again":
                 continue
-            if store.run(sessions.finish_turn(sid, token)):
-                _publish_final(deps, sid)
+            settled = store.run(sessions.finish_turn(sid, token))
+            if settled is not None:
+                _publish_final(deps, sid, settled)
                 return outcome
         return outcome
     finally:
@@ -149,17 +152,20 @@ def run_turn(deps: TurnDeps, sid: str) -> str:
         store.run(sessions.release_turn(sid, token))
 
 
-def _publish_final(deps: TurnDeps, sid: str) -> None:
+def _publish_final(deps: TurnDeps, sid: str, settled_upto: int) -> None:
     session = deps.store.run(sessions.get(sid))
     if session is not None:
-        deps.store.run(_state_notice(session, final=True))
+        deps.store.run(_state_notice(session, final=True, settled_upto=settled_upto))
 
 
-def _state_notice(session: Session, *, final: bool, reply: Message | None = None) -> Op[Any]:
+def _state_notice(
+    session: Session, *, final: bool, reply: Message | None = None, settled_upto: int | None = None
+) -> Op[Any]:
     yield notify(
         session,
         "turn",
         final=final,
+        settled_upto=settled_upto,
         answered_upto=session.answered_seq,
         reply=reply.text if reply else None,
         reply_seq=reply.seq if reply else None,
@@ -216,7 +222,10 @@ def generate(deps: TurnDeps, agent: Agent, session: Session, thread: list[Messag
     question = unanswered_text(session, thread)
     passages = deps.retrieve(agent, question) if deps.retrieve and question else []
     memory = deps.memory_for(agent, session) if deps.memory_for and agent.memory.enabled else []
-    inputs = PromptInputs(agent=agent, session=session, thread=thread, memory=memory, passages=passages)
+    guidance = deps.store.run(support_whispers(session.id))
+    inputs = PromptInputs(
+        agent=agent, session=session, thread=thread, memory=memory, passages=passages, whispers=guidance
+    )
     chat = build_messages(inputs)
     tools = offered_tools(agent, session, deps.tools)
     actions = Actions()
@@ -241,7 +250,10 @@ def generate(deps: TurnDeps, agent: Agent, session: Session, thread: list[Messag
             return Generated(APOLOGY, actions, records, error=str(exc))
         if not response.tool_calls or round_no == MAX_TOOL_ROUNDS:
             text = (response.text or "").strip()
-            _keyword_fallback(agent, question, actions)
+            by_keyword = _keyword_fallback(agent, question, actions)
+            if agent.on_help_requested.value == "hold" and actions.help_reason and not session.help_requested:
+                # Under `hold` the AI goes silent after this reply, so it must say a person is coming.
+                text = text if text and not by_keyword else HOLD_MESSAGE
             return Generated(text, actions, records)
         chat.append(
             {
@@ -269,9 +281,12 @@ def generate(deps: TurnDeps, agent: Agent, session: Session, thread: list[Messag
     raise AssertionError("unreachable: the last round forbids tools")
 
 
-def _keyword_fallback(agent: Agent, question: str, actions: Actions) -> None:
+def _keyword_fallback(agent: Agent, question: str, actions: Actions) -> bool:
+    """Set help when the customer asked for a person and the model did not call the tool."""
     if actions.help_reason is None and question and intents.asks_for_human(question, agent.language):
         actions.help_reason = "customer asked for a person"
+        return True
+    return False
 
 
 def _run_tool(deps: TurnDeps, ctx: ToolContext, call: ToolCall) -> tuple[str, bool]:

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agent_core.store import AsyncStore
 from gateway.api import agents as agents_api
 from gateway.api import chat as chat_api
+from gateway.api import events as events_api
 from gateway.api import health as health_api
 from gateway.api.routing import Endpoint, build_routes, openapi
 from gateway.auth import TokenCache
@@ -31,7 +32,7 @@ log = structlog.get_logger("gateway")
 
 
 def endpoints() -> list[Endpoint]:
-    return [*chat_api.ENDPOINTS, *agents_api.ENDPOINTS, *health_api.ENDPOINTS]
+    return [*chat_api.ENDPOINTS, *events_api.ENDPOINTS, *agents_api.ENDPOINTS, *health_api.ENDPOINTS]
 
 
 class BodyLimit:

@@ -34,8 +34,10 @@ class TurnWaiter:
         answered = int(notice.get("answered_upto") or 0)
         if notice.get("reply") is not None and answered >= self.seq:
             self.future.set_result(notice)
-        elif notice.get("final"):
-            self.future.set_result({**notice, "reply": None} if answered < self.seq else notice)
+        elif notice.get("final") and int(notice.get("settled_upto") or 0) >= self.seq:
+            # The turn ended having settled this message without a reply (e.g. a takeover);
+            # a final notice of an earlier turn (settled_upto < seq) says nothing about it.
+            self.future.set_result({**notice, "reply": None})
 
 
 class Notifier:

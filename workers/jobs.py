@@ -36,17 +36,19 @@ def lifecycle_sweep() -> int:
 
 
 def task_sweep() -> int:
-    """Queue background tasks recorded in Redis whose job went missing (e.g. summaries)."""
+    """Queue background tasks recorded in Redis whose job went missing (summaries, deliveries)."""
     from agent_core import lifecycle
+    from workers.queues import DEFAULT, OUTBOUND, enqueue
 
     ctx = context.get()
     due = lifecycle.due_tasks(ctx.store)
     for task in due:
         kind, _, ref = task.partition(":")
         if kind == "summary":
-            from workers.queues import DEFAULT, enqueue
-
             enqueue(ctx.rq_redis, DEFAULT, "workers.jobs.summarize_session", ref)
+        elif kind == "deliver":
+            sid, _, message_id = ref.partition(":")
+            enqueue(ctx.rq_redis, OUTBOUND, "workers.jobs.deliver_message", sid, message_id, retry=8)
     return len(due)
 
 
@@ -55,3 +57,26 @@ def summarize_session(session_id: str) -> str:
 
     ctx = context.get()
     return lifecycle.summarize(ctx.store, ctx.provider_for, session_id)
+
+
+def deliver_event(event_json: str) -> str:
+    """POST one webhook event (RQ retries with backoff; dead letters stay in FailedJobRegistry)."""
+    import json
+
+    from agent_core import events
+    from agent_core.store import agents
+
+    ctx = context.get()
+    agent_id = json.loads(event_json).get("agent_id", "")
+    agent = ctx.store.run(agents.get(agent_id)) if agent_id else None
+    return events.deliver(ctx.http, agent, event_json)
+
+
+def pump_events() -> int:
+    from agent_core import events
+    from workers.queues import EVENTS, enqueue
+
+    ctx = context.get()
+    return events.pump(
+        ctx.store, lambda item: enqueue(ctx.rq_redis, EVENTS, "workers.jobs.deliver_event", item, retry=8)
+    )

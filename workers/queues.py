@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import Enum
+from typing import Any
 
 import redis
 from rq import Queue, Retry
@@ -18,9 +19,11 @@ from agent_core.store import TurnJob
 from agent_core.store.sessions import TURN_SESSION_PLACEHOLDER
 
 TURNS = "turns"
+OUTBOUND = "outbound"
 DEFAULT = "default"
 EVENTS = "events"
-ALL_QUEUES = (TURNS, DEFAULT, EVENTS)
+# Worker priority order: replies first, then deliveries, background work, webhooks.
+ALL_QUEUES = (TURNS, OUTBOUND, DEFAULT, EVENTS)
 
 TURN_TIMEOUT_S = 300
 # A queued turn not started within this long is queued again by the watchdog (a job can
@@ -69,6 +72,42 @@ def turn_job() -> TurnJob:
     )
 
 
+RETRY_INTERVALS = [5, 30, 120, 600, 1800, 3600, 3600, 3600]
+
+
+def prepared_job(func: str, *args: object, queue_name: str = DEFAULT, retries: int = 5) -> TurnJob:
+    """A job with backoff retries, for a store script to enqueue atomically with a write."""
+    job = Job.create(
+        func,
+        args=args,
+        connection=_OFFLINE,
+        origin=queue_name,
+        timeout=TURN_TIMEOUT_S,
+        result_ttl=0,
+        failure_ttl=FAILURE_TTL_S,
+        description=func.rsplit(".", 1)[-1],
+    )
+    if retries:
+        job.retries_left = retries
+        job.retry_intervals = RETRY_INTERVALS[:retries]
+    job._status = JobStatus.QUEUED
+    job.enqueued_at = datetime.now(UTC)
+    fields = job.to_dict()
+    fields.pop("data")
+    flat: list[str] = []
+    for k, v in fields.items():
+        flat.append(k)
+        flat.append(v.value if isinstance(v, Enum) else str(v))
+    return TurnJob(
+        id=job.id,
+        key=job.key.decode() if isinstance(job.key, bytes) else str(job.key),
+        queue_key=Queue.redis_queue_namespace_prefix + queue_name,
+        fields=flat,
+        data=job.data,
+        lease_ms=0,
+    )
+
+
 def queue(name: str, connection: redis.Redis) -> Queue:
     return Queue(name, connection=connection, default_timeout=TURN_TIMEOUT_S)
 
@@ -78,7 +117,21 @@ def enqueue(connection: redis.Redis, queue_name: str, func: str, *args: object, 
     return queue(queue_name, connection).enqueue(
         func,
         *args,
-        retry=Retry(max=retry, interval=[2, 10, 60]) if retry else None,
+        retry=Retry(max=retry, interval=RETRY_INTERVALS[:retry]) if retry else None,
         result_ttl=0,
         failure_ttl=FAILURE_TTL_S,
     )
+
+
+def deliver_job(session_id: str, message_id: str) -> TurnJob:
+    return prepared_job("workers.jobs.deliver_message", session_id, message_id, queue_name=OUTBOUND, retries=8)
+
+
+def summary_job(session_id: str) -> TurnJob:
+    return prepared_job("workers.jobs.summarize_session", session_id, queue_name=DEFAULT)
+
+
+def support_jobs() -> Any:
+    from agent_core.support import Jobs
+
+    return Jobs(turn=turn_job, deliver=deliver_job, summary=summary_job)

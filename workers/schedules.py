@@ -24,7 +24,7 @@ from workers.queues import ALL_QUEUES
 
 log = logging.getLogger("workers.schedules")
 
-HEARTBEAT_S = 5.0
+TICK_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ def schedules() -> list[Schedule]:
     settings = context.get().settings
     return [
         Schedule("watchdog", 5.0, jobs.watchdog),
+        Schedule("outbox", 0.5, jobs.pump_events),
         Schedule("lifecycle", settings.app.lifecycle_sweep_s, jobs.lifecycle_sweep),
         Schedule("tasks", 10.0, jobs.task_sweep),
     ]
@@ -68,17 +69,14 @@ class Scheduler:
             name=self.name,
             logging_level=logging.getLogger().getEffectiveLevel(),
         )
-        last = 0.0
         while not self._stop.is_set():
             try:
                 if rq_scheduler.acquire_locks():
                     rq_scheduler.enqueue_scheduled_jobs()
-                if time.monotonic() - last >= 1.0:
-                    self.tick()
-                    last = time.monotonic()
+                self.tick()
             except Exception:  # Redis restarts and blips: keep the loop alive and retry
                 log.exception("scheduler tick failed")
-            self._stop.wait(1.0)
+            self._stop.wait(TICK_S)
         rq_scheduler.release_locks()
 
     def start(self) -> Scheduler:

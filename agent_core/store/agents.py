@@ -31,6 +31,8 @@ def _runtime(agent: Agent) -> list[str]:
         agent.initial_state,
         "hold",
         "1" if agent.on_help_requested is OnHelpRequested.hold else "0",
+        "events",
+        ",".join(agent.webhook.events) if agent.webhook else "",
     ]
 
 

@@ -34,7 +34,11 @@ def now_ms() -> int:
 
 @dataclass(frozen=True, slots=True)
 class TurnJob:
-    """An RQ job for a turn, prepared so a Lua script can enqueue it (see workers/queues.py)."""
+    """An RQ job prepared so a Lua script can enqueue it (see workers/queues.py).
+
+    A turn job's payload holds TURN_SESSION_PLACEHOLDER where the session id goes (the
+    ingest script learns the session); other prepared jobs carry their real arguments.
+    """
 
     id: str
     key: str
@@ -328,8 +332,11 @@ def commit(
     messages: Sequence[Mapping[str, Any]] = (),
     answer: bool = False,
     zadd: Sequence[tuple[str, float, str]] = (),
+    zrem: Sequence[tuple[str, str]] = (),
+    rpush: Sequence[tuple[str, str, int | None]] = (),
     setex: Sequence[tuple[str, str, int]] = (),
     job: TurnJob | None = None,
+    jobs: Sequence[TurnJob] = (),
     at_ms: int | None = None,
 ) -> Op[CommitResult]:
     """Atomic session write; `conflict` if the session moved past `expect_version`."""
@@ -345,10 +352,18 @@ def commit(
         "messages": [message_rest(m) for m in messages],
         "answer": answer,
         "zadd": [list(z) for z in zadd],
+        "zrem": [list(z) for z in zrem],
+        "rpush": [[k, v, n] if n else [k, v] for k, v, n in rpush],
         "setex": [list(s) for s in setex],
         "job": job.params() if job else None,
+        "jobs": [j.params() for j in jobs],
     }
-    reply = yield Lua("commit", json.dumps(params, ensure_ascii=False, separators=(",", ":")), job.data if job else b"")
+    reply = yield Lua(
+        "commit",
+        json.dumps(params, ensure_ascii=False, separators=(",", ":")),
+        job.data if job else b"",
+        *(j.data for j in jobs),
+    )
     status = reply[0]
     if status == "ok":
         return CommitResult("ok", int(reply[1]), int(reply[2]), [int(x) for x in reply[3:]])
@@ -464,10 +479,11 @@ def release_turn(sid: str, token: str) -> Op[None]:
     yield Lua("turn_unlock", sid, token)
 
 
-def finish_turn(sid: str, token: str) -> Op[bool]:
-    """True when slot and lock were released; False when another message needs answering."""
+def finish_turn(sid: str, token: str) -> Op[int | None]:
+    """None when another message needs answering; else slot and lock are released and every
+    customer message up to the returned seq is settled."""
     reply = yield Lua("finish_turn", sid, token)
-    return reply == "done"  # type: ignore[no-any-return]
+    return int(reply[1]) if reply[0] == "done" else None
 
 
 def expired_turns(limit: int = 500) -> Op[list[str]]:

@@ -12,6 +12,7 @@ from agent_core.models import Agent, AgentStatus, Channel, Role, SessionMode, Se
 from agent_core.store import AsyncStore, agents, keys, messages, sessions
 from agent_core.store.sessions import SessionFilter
 from agent_core.store.tokens import TokenRecord
+from agent_core.support import CommandError, run_command
 from agent_core.turns import eligible
 from gateway.api import schemas
 from gateway.api.routing import Endpoint, Query
@@ -27,7 +28,7 @@ from gateway.http import (
     query_int,
 )
 from gateway.notifier import Notifier
-from workers.queues import turn_job
+from workers.queues import support_jobs, turn_job
 
 
 def store_of(request: Request) -> AsyncStore:
@@ -116,8 +117,11 @@ def _snapshot(session: Any, reply: str | None) -> dict[str, Any]:
     }
 
 
-async def _stored_reply(store: AsyncStore, session: Any, seq: int) -> str | None:
+async def _stored_reply(store: AsyncStore, sid: str, seq: int) -> str | None:
     """The agent reply that answered customer message `seq`, if one is stored."""
+    session = await store.run(sessions.get(sid))
+    if session is None:
+        return None
     items, _ = await store.run(
         messages.page(session.id, after_seq=seq, limit=50, last_seq=session.seq, include_private=False)
     )
@@ -166,13 +170,16 @@ async def inbound(request: Request) -> Response:
             raise NotFound(f"session_id: no session with id '{sid}'")
         agent = await load_agent(store, session.agent_id)
         if session.answered_seq >= seq:
-            reply = await _stored_reply(store, session, seq)
+            reply = await _stored_reply(store, sid, seq)
             return envelope(_inbound_result(sid, _snapshot(session, reply)))
         if not eligible(agent, session):
             return envelope(_inbound_result(sid, _snapshot(session, None)))
         if wait_s > 0:
             try:
                 notice = await asyncio.wait_for(asyncio.shield(waiter.future), timeout=wait_s)
+                if notice.get("reply") is None and int(notice.get("answered_upto") or 0) >= seq:
+                    # Answered, but the reply's own notice was not seen (pub/sub is lossy).
+                    notice = {**notice, "reply": await _stored_reply(store, sid, seq)}
                 return envelope(_inbound_result(sid, notice))
             except TimeoutError:
                 pass
@@ -204,6 +211,28 @@ async def inject_context(request: Request) -> Response:
         if res.ok:
             return envelope({"session_id": session.id, "context": context})
     raise Unprocessable("session_id: the session is changing too quickly; retry")
+
+
+async def support(request: Request) -> Response:
+    body = await parse_body(request, schemas.SupportBody)
+    store = store_of(request)
+    session = await load_session(request)
+    agent = await load_agent(store, session.agent_id)
+    token: TokenRecord = request.state.token
+    try:
+        result = await store.run(
+            run_command(
+                session_id=session.id,
+                agent=agent,
+                operator=token.name,
+                command=body.command,
+                message=body.message,
+                jobs=support_jobs(),
+            )
+        )
+    except CommandError as exc:
+        raise (NotFound if exc.status == 404 else Unprocessable)(str(exc)) from exc
+    return envelope(result.data)
 
 
 async def get_session(request: Request) -> Response:
@@ -330,6 +359,16 @@ ENDPOINTS = [
         "chat",
         body=schemas.InjectContextBody,
         response=schemas.ContextResult,
+    ),
+    Endpoint(
+        "POST",
+        "/v1/chat/session/{session_id}/support",
+        support,
+        "Operator command: takeover, tell, whisper, end, close, resolve, or a plain message",
+        ANY,
+        "chat",
+        body=schemas.SupportBody,
+        response=schemas.SupportResult,
     ),
     Endpoint(
         "GET",

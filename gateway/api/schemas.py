@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from agent_core.models import Message, Session
+from agent_core.support import Command
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_CONTENT = 10_000
@@ -97,6 +98,19 @@ class InjectContextBody(Lenient):
         if not value.strip():
             raise ValueError("must not be empty")
         return value
+
+
+class SupportBody(Lenient):
+    command: Command | None = None
+    message: str | None = Field(default=None, max_length=16_000)
+
+
+class SupportResult(BaseModel):
+    state: str
+    session_id: str
+    command: str | None
+    reply: str | None = None
+    active_human: str | None = None
 
 
 class InboundResult(BaseModel):

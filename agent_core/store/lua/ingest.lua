@@ -46,7 +46,7 @@ if not sid then
   created = 1
 end
 
-local seq = msg_append(sid, ARGV[3])
+local seq = msg_append(sid, agent_id, ARGV[3], a.now_iso)
 local changes = {'last_activity_at', a.now_iso, 'activity_ms', now_ms}
 local counts = a.kind == 'message' or a.kind == 'optin'
 if counts then
@@ -81,6 +81,7 @@ if a.profile_name ~= '' then
 end
 sess_write(sid, changes, a.now_iso)
 
+redis.call('HINCRBY', P .. 'counters', 'inbound_messages', 1)
 local ref = sid .. ':' .. seq
 for _, k in ipairs(a.dedupe) do redis.call('SET', k, ref, 'EX', a.dedupe_ttl) end
 

@@ -50,6 +50,24 @@ local function load_ix(sid)
   return s
 end
 
+-- Webhook events (SPEC §11) go to an outbox list a worker turns into delivery jobs; only
+-- for agents whose webhook subscribes to the type (agentrt.events, comma-separated).
+local function emit(agent_id, etype, sid, data_json, now_iso)
+  local hooks = redis.call('HGET', P .. 'agentrt:' .. agent_id, 'events')
+  if not hooks or hooks == '' then return end
+  if not string.find(',' .. hooks .. ',', ',' .. etype .. ',', 1, true) then return end
+  local n = redis.call('INCR', P .. 'eventseq')
+  redis.call('RPUSH', P .. 'outbox', '{"event_id":"evt_' .. n .. '_' .. string.gsub(now_iso, '[^0-9]', '') ..
+    '","type":"' .. etype .. '","created_at":"' .. now_iso .. '","agent_id":"' .. agent_id ..
+    '","session_id":"' .. sid .. '","data":' .. data_json .. '}')
+end
+
+-- Live notices for SSE streams and waiting requests (pub/sub: lossy by design; clients
+-- catch up from the store).
+local function notice(body)
+  redis.call('PUBLISH', P .. 'notify', body)
+end
+
 local IXSET = {}
 for _, f in ipairs(IXF) do IXSET[f] = true end
 
@@ -88,6 +106,29 @@ local function sess_write(sid, changes, now_iso)
   count_into(deltas, new, 1)
   apply_counts(deltas)
 
+  local sid_json = '"session_id":"' .. sid .. '"'
+  if not old then
+    emit(new.agent_id, 'session.created', sid,
+      '{' .. sid_json .. ',"customer_id":' .. cjson.encode(new.customer_id) .. ',"channel":"' .. new.channel .. '"}',
+      now_iso)
+  else
+    if old.status ~= new.status then
+      emit(new.agent_id, 'session.status_changed', sid,
+        '{' .. sid_json .. ',"from":"' .. old.status .. '","to":"' .. new.status .. '"}', now_iso)
+    end
+    if old.mode ~= new.mode then
+      emit(new.agent_id, 'session.mode_changed', sid,
+        '{' .. sid_json .. ',"from":"' .. old.mode .. '","to":"' .. new.mode .. '"}', now_iso)
+    end
+    if old.help_requested ~= new.help_requested and new.help_requested == '1' then
+      emit(new.agent_id, 'session.help_requested', sid, '{' .. sid_json .. '}', now_iso)
+    end
+  end
+  if not old or old.status ~= new.status or old.mode ~= new.mode or old.help_requested ~= new.help_requested then
+    notice('{"type":"session",' .. sid_json .. ',"agent_id":"' .. new.agent_id .. '","status":"' .. new.status ..
+      '","mode":"' .. new.mode .. '","help_requested":' .. (new.help_requested == '1' and 'true' or 'false') .. '}')
+  end
+
   local open = P .. 'open:' .. new.agent_id
   if new.status ~= 'closed' then
     if not old or old.status == 'closed' then redis.call('HSET', open, new.customer_id, sid) end
@@ -108,16 +149,35 @@ local function sess_remove(sid)
   local open = P .. 'open:' .. old.agent_id
   if redis.call('HGET', open, old.customer_id) == sid then redis.call('HDEL', open, old.customer_id) end
   redis.call('ZREM', TURNS, sid)
-  redis.call('DEL', P .. 's:' .. sid, P .. 'm:' .. sid, P .. 'turn:lock:' .. sid)
+  redis.call('DEL', P .. 's:' .. sid, P .. 'm:' .. sid, P .. 'w:' .. sid, P .. 'turn:lock:' .. sid)
   return 1
 end
 
 -- rest is a JSON object's text without its opening brace; seq and session_id go first
 -- (session ids are UUIDs, safe to splice into JSON).
-local function msg_append(sid, rest)
+local function msg_append(sid, agent_id, rest, now_iso)
   local seq = redis.call('HINCRBY', P .. 's:' .. sid, 'seq', 1)
-  redis.call('HSET', P .. 'm:' .. sid, seq, '{"seq":' .. seq .. ',"session_id":"' .. sid .. '",' .. rest)
+  local json = '{"seq":' .. seq .. ',"session_id":"' .. sid .. '",' .. rest
+  redis.call('HSET', P .. 'm:' .. sid, seq, json)
+  local role = string.match(rest, '"role":"(%a+)"') or ''
+  local private = string.find(rest, '"private":true', 1, true) ~= nil
+  if not private and (role == 'customer' or role == 'agent' or role == 'operator') then
+    emit(agent_id, 'message.created', sid, json, now_iso)
+  end
+  notice('{"type":"message","session_id":"' .. sid .. '","agent_id":"' .. agent_id .. '","seq":' .. seq ..
+    ',"role":"' .. role .. '","private":' .. (private and 'true' or 'false') .. '}')
   return seq
+end
+
+-- Prepared RQ jobs (see workers/queues.py) enqueued atomically with the write that needs them.
+-- jobs = {{key, queue_key, id, fields = {flat}}}; datas = their payloads, in order.
+local function push_jobs(jobs, datas)
+  for i, job in ipairs(jobs) do
+    redis.call('HSET', job.key, unpack(job.fields))
+    redis.call('HSET', job.key, 'data', datas[i])
+    redis.call('RPUSH', job.queue_key, job.id)
+    redis.call('SADD', 'rq:queues', job.queue_key)
+  end
 end
 
 -- Would the AI answer this session now, and is a customer message waiting for it?

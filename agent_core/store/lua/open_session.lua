@@ -26,5 +26,5 @@ for _, kv in ipairs({
   f[#f + 1] = kv[2]
 end
 sess_write(sid, f, a.now_iso)
-if a.welcome ~= '' then msg_append(sid, a.welcome) end
+if a.welcome ~= '' then msg_append(sid, a.agent_id, a.welcome, a.now_iso) end
 return {'ok', sid, closed}

@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): `python -m bench [ingest|turns|all]`; see bench/README.md."""

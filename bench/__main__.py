@@ -1,0 +1,163 @@
+"""`python -m bench [ingest|turns|all] [--duration S] [--turns N] [--engine auto|wrk|python]`
+
+Runs the benchmarks, prints a compact table and writes the full results as JSON to
+bench/results/ (git-ignored). Figures are only comparable within one run: read the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.stack import ROOT
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+    try:
+        info["commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            info["cpu_model"] = line.split(":", 1)[1].strip()
+            break
+    return info
+
+
+def _f(x: float, digits: int = 0) -> str:
+    return f"{x:,.{digits}f}"
+
+
+def ingest_table(r: dict[str, Any]) -> list[str]:
+    cs = sorted({int(k.split("@c")[1]) for k in r["runs"]})
+    out = [
+        f"Ingest: POST /v1/chat/inbound?wait=0 ({r['engine']}, {r['duration_s']:g} s/run, "
+        f"{r['customers']} customers, worker --concurrency {r['worker_concurrency']} running)",
+        f"  {'':<22}" + "".join(f"{'c=' + str(c):>34}" for c in cs),
+    ]
+    rows = (
+        ("bare JSON (baseline)", "bare_json"),
+        ("gateway", "gateway"),
+        ("gateway, worker paused", "gateway_worker_paused"),
+        ("bare TwiML", "bare_twiml"),
+    )
+    for label, name in rows:
+        cells = []
+        for c in cs:
+            run = r["runs"][f"{name}@c{c}"]
+            cells.append(f"{_f(run['rps']):>9} req/s p50 {run['p50_ms']:6.2f} p99 {run['p99_ms']:6.2f}")
+        out.append(f"  {label:<22}" + "".join(f"{cell:>34}" for cell in cells))
+    out.append(
+        f"  {'gateway / bare JSON':<22}"
+        + "".join(f"{r['ratios'][f'c{c}']['gateway_vs_bare_json_rps']:>33.3f}x" for c in cs)
+    )
+    out.append(
+        f"  {'  (worker paused)':<22}"
+        + "".join(f"{r['ratios'][f'c{c}']['gateway_worker_paused_vs_bare_json_rps']:>33.3f}x" for c in cs)
+    )
+    out.append(
+        f"  {'server CPU µs/request':<22}"
+        + "".join(
+            f"{'gw ' + _f(r['runs'][f'gateway@c{c}']['server_cpu_us_per_req']):>16}"
+            f"{' bare ' + _f(r['runs'][f'bare_json@c{c}']['server_cpu_us_per_req']):>12}"
+            f"{r['ratios'][f'c{c}']['server_cpu_per_req_gateway_vs_bare_json']:>5.1f}x"
+            for c in cs
+        )
+    )
+    runs = {**r["runs"], **{f"warmup:{k}": v for k, v in r["warmup"].items()}}
+    non2xx = {
+        k: {"non_2xx": v["non_2xx"], "statuses": v["statuses"], "errors": v["errors"]}
+        for k, v in runs.items()
+        if v["non_2xx"] or v["errors"]
+    }
+    fx = r["fixed_rate"]
+    out += [
+        f"  fixed rate {_f(fx['target_rate'])}/s = 70% of {_f(fx['of_max_rps'])}: got {_f(fx['rps'])}/s, "
+        f"p50 {fx['p50_ms']:.2f} ms, p90 {fx['p90_ms']:.2f} ms, p99 {fx['p99_ms']:.2f} ms, max {fx['max_ms']:.1f} ms",
+        f"  backlog at end {r['backlog_at_end_of_load']}, drained in {r['drain_s']} s; census {r['census']}",
+        f"  non-2xx/errors: {non2xx or 'none'}",
+    ]
+    return out
+
+
+def turns_table(r: dict[str, Any]) -> list[str]:
+    fl = r["rq_floor"]
+    out = [
+        f"Turns: {r['turns']} queued turns drained, offline responder (LLM time ~0)",
+        f"  RQ floor (no-op, SimpleWorker): {fl['ms_per_job']:.2f} ms/job ({fl['cpu_ms_per_job']:.2f} ms CPU), "
+        f"{fl['redis_cmds_per_job']:.0f} Redis cmds/job; RQ enqueue {fl['enqueue_us_per_job']:.0f} µs/job",
+        f"  {'procs x concurrency':<20}{'turns/s':>9}{'ms/turn':>9}{'x floor':>9}{'CPU ms':>8}{'cmds':>6}"
+        f"{'scaling':>9}{'answered':>10}{'RSS after':>11}",
+    ]
+    for key, c in r["configs"].items():
+        procs, conc = key.split("x")
+        out.append(
+            f"  {procs + ' x ' + conc:<20}{c['turns_per_s']:>9.1f}{c['ms_per_turn']:>9.2f}{c['vs_rq_floor']:>8.2f}x"
+            f"{c['worker_cpu_ms_per_turn']:>8.2f}{c['redis_cmds_per_turn']:>6.0f}{r['scaling_vs_1x1'][key]:>8.2f}x"
+            f"{c['census']['answered']:>6}/{c['turns']:<4}{'/'.join(str(x) for x in c['rss_after_mib']):>10}M"
+        )
+    out.append(f"  idle worker RSS (MiB): {r['idle_rss_mib']}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description="Chat Agent Gateway benchmarks")
+    p.add_argument("which", nargs="?", choices=("ingest", "turns", "all"), default="all")
+    p.add_argument("--duration", type=float, default=8.0, help="seconds per ingest load run (default 8)")
+    p.add_argument("--turns", type=int, default=2_000, help="turns queued per turn configuration (default 2000)")
+    p.add_argument("--engine", choices=("auto", "wrk", "python"), default="auto", help="load generator")
+    args = p.parse_args(argv)
+
+    started = time.monotonic()
+    results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine()}
+    print(f"machine: {results['machine']}", flush=True)
+    tables: list[str] = []
+    if args.which in ("ingest", "all"):
+        from bench import ingest
+
+        results["ingest"] = ingest.run(args.duration, engine=args.engine, log=lambda s: print(s, flush=True))
+        tables += ingest_table(results["ingest"])
+    if args.which in ("turns", "all"):
+        from bench import turns
+
+        results["turns"] = turns.run(args.turns, log=lambda s: print(s, flush=True))
+        tables += turns_table(results["turns"])
+    results["wall_s"] = round(time.monotonic() - started, 1)
+
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{args.which}.json"
+    path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    findings = {
+        part: results[part]["log_findings"] for part in ("ingest", "turns") if results.get(part, {}).get("log_findings")
+    }
+    print("\n" + "\n".join(tables))
+    if findings:
+        print("\nwarnings/errors in process logs:")
+        for part, procs in findings.items():
+            for proc, lines in procs.items():
+                for line in lines:
+                    print(f"  [{part}/{proc}] {line}")
+    print(f"\n{results['wall_s']} s in all; full results in {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
