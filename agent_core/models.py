@@ -346,7 +346,10 @@ class Session(BaseModel):
     summary: str | None
     closed_reason: str | None
     opted_out: bool
+    delivery_error: dict[str, Any] | None = None
     # Internal bookkeeping, not part of the API object.
+    agent_address: str | None = Field(default=None, exclude=True)
+    messaging_service_sid: str | None = Field(default=None, exclude=True)
     version: int = Field(default=0, exclude=True)
     seq: int = Field(default=0, exclude=True)
     last_cust_seq: int = Field(default=0, exclude=True)

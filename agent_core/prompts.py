@@ -81,7 +81,7 @@ def thread_messages(thread: Sequence[Message]) -> list[dict[str, Any]]:
     """The conversation as chat messages; operator turns are marked so the model knows."""
     out: list[dict[str, Any]] = []
     for msg in thread:
-        if msg.role is Role.customer and msg.kind not in ("help", "optout"):
+        if msg.role is Role.customer and msg.kind not in ("help", "optout", "optin"):
             text = "\n".join(p for p in (msg.text, media_note(msg)) if p)
             out.append({"role": "user", "content": text or "(empty message)"})
         elif msg.role is Role.agent and not msg.private:

@@ -97,7 +97,7 @@ def operator_message(
     extra: dict[str, Any] = {"author": operator, "in_reply_to": session.last_cust_seq or None}
     if session.channel is Channel.api:
         return sessions.new_message("operator", text, created_at=at, **extra), [], []
-    extra["delivery"] = {"status": "queued", "updated_at": at}
+    extra["delivery"] = {"status": "pending", "updated_at": at}
     msg = sessions.new_message("operator", text, created_at=at, **extra)
     task = (keys.TASKS, time.time() * 1000 + DELIVERY_GRACE_MS, f"deliver:{session.id}:{msg['id']}")
     return msg, [jobs.deliver(session.id, msg["id"])], [task]
@@ -216,4 +216,50 @@ def run_command(
         after = yield from sessions.get(session.id)
         assert after is not None
         return CommandResult(data=data, session=after, delivered=delivered)
+    raise CommandError("session_id: the session is changing too quickly; retry")
+
+
+def send_template(
+    *,
+    session_id: str,
+    operator: str,
+    content_sid: str,
+    content_variables: dict[str, str] | None,
+    jobs: Jobs,
+) -> Op[dict[str, Any]]:
+    """Send an approved Content API template (allowed outside the WhatsApp 24-hour window)."""
+    for _ in range(20):
+        session = yield from sessions.get(session_id)
+        if session is None:
+            raise CommandError(f"session_id: no session with id '{session_id}'", status=404)
+        if session.status is SessionStatus.closed:
+            raise CommandError(f"session_id: session '{session_id}' is closed")
+        if session.channel is Channel.api:
+            raise CommandError("session_id: templates are sent on SMS and WhatsApp sessions only")
+        if session.opted_out:
+            raise CommandError("session_id: the customer opted out (STOP); nothing can be sent until they send START")
+        at = now_iso()
+        msg = sessions.new_message(
+            "operator",
+            f"[template {content_sid}]",
+            created_at=at,
+            author=operator,
+            delivery={"status": "pending", "updated_at": at},
+            meta={"content_sid": content_sid, "content_variables": content_variables or {}},
+        )
+        task = (keys.TASKS, time.time() * 1000 + DELIVERY_GRACE_MS, f"deliver:{session.id}:{msg['id']}")
+        res = yield from sessions.commit(
+            session.id,
+            expect_version=session.version,
+            require_open=True,
+            messages=[msg],
+            touch=True,
+            zadd=[task],
+            jobs=[jobs.deliver(session.id, msg["id"])],
+        )
+        if res.status == "conflict":
+            continue
+        if not res.ok:
+            raise CommandError(f"session_id: could not send the template ({res.status})")
+        return {"state": "ok", "session_id": session.id, "message_id": msg["id"], "seq": res.seqs[-1]}
     raise CommandError("session_id: the session is changing too quickly; retry")

@@ -43,6 +43,7 @@ MAX_TOOL_ROUNDS = 4
 THREAD_WINDOW = 60
 TOOL_RESULT_LIMIT = 4_000
 APOLOGY = "Sorry — I'm having trouble answering right now. A member of our team will follow up with you shortly."
+DELIVERY_GRACE_MS = 120_000
 HOLD_MESSAGE = "Thanks — I've asked a member of our team to join. A person will reply here shortly."
 
 ProviderFor = Callable[[Agent], tuple[LLMProvider, str]]
@@ -212,7 +213,7 @@ def unanswered_text(session: Session, thread: list[Message]) -> str:
     return "\n".join(
         m.text
         for m in thread
-        if m.role is Role.customer and m.seq > session.answered_seq and m.kind not in ("help", "optout")
+        if m.role is Role.customer and m.seq > session.answered_seq and m.kind not in ("help", "optout", "optin")
     )
 
 
@@ -303,7 +304,7 @@ def _run_tool(deps: TurnDeps, ctx: ToolContext, call: ToolCall) -> tuple[str, bo
 def _reply_message(session: Session, generated: Generated, at: str) -> dict[str, Any]:
     extra: dict[str, Any] = {"in_reply_to": session.last_cust_seq}
     if session.channel is not Channel.api:
-        extra["delivery"] = {"status": "queued", "updated_at": at}
+        extra["delivery"] = {"status": "pending", "updated_at": at}
     if generated.error:
         extra["meta"] = {"llm_error": generated.error[:500]}
     return sessions.new_message("agent", generated.text, created_at=at, **extra)
@@ -357,6 +358,10 @@ def commit_reply(deps: TurnDeps, agent: Agent, seen: Session, generated: Generat
                 continue
             return "silent"
         reply = _reply_message(current, generated, at)
+        if current.channel is not Channel.api:
+            # Delivered inline below; if this worker dies first, the task sweep delivers it.
+            task = f"deliver:{current.id}:{reply['id']}"
+            extra_zadd.append((keys.TASKS, time.time() * 1000 + DELIVERY_GRACE_MS, task))
         res = store.run(
             sessions.commit(
                 current.id,

@@ -26,13 +26,20 @@ from gateway.auth import TokenCache
 from gateway.errors import EXCEPTION_HANDLERS, PayloadTooLarge, error_response
 from gateway.notifier import Notifier
 from gateway.settings import Settings
+from gateway.webhooks import twilio as twilio_webhooks
 
 VERSION = "0.1.0"
 log = structlog.get_logger("gateway")
 
 
 def endpoints() -> list[Endpoint]:
-    return [*chat_api.ENDPOINTS, *events_api.ENDPOINTS, *agents_api.ENDPOINTS, *health_api.ENDPOINTS]
+    return [
+        *chat_api.ENDPOINTS,
+        *events_api.ENDPOINTS,
+        *agents_api.ENDPOINTS,
+        *twilio_webhooks.ENDPOINTS,
+        *health_api.ENDPOINTS,
+    ]
 
 
 class BodyLimit:
@@ -109,6 +116,16 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
         app.state.tokens = TokenCache(app.state.store, settings.app.token_cache_s)
         app.state.notifier = Notifier(client)
         app.state.started_at = time.time()
+        twilio = settings.twilio
+        if twilio.configured:
+            assert twilio.auth_token is not None
+            app.state.twilio_auth_token = twilio.auth_token.get_secret_value()
+        else:
+            app.state.twilio_auth_token = await twilio_webhooks.dev_auth_token(app.state.store)
+        if not twilio.validate_signatures:
+            log.warning(
+                "TWILIO_VALIDATE_SIGNATURES=false: Twilio webhooks are NOT verified; never do this in production"
+            )
         await app.state.notifier.start()
         log.info("gateway ready", llm=settings.llm.provider, public_base_url=settings.app.public_base_url)
         try:

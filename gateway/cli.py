@@ -288,6 +288,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_chat(args: argparse.Namespace) -> int:
+    from gateway.chat_cli import run_chat
+
+    settings = _settings()
+    return run_chat(settings, _redis_url(settings), args)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="chatgw", description="Chat Agent Gateway")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -329,6 +336,12 @@ def parser() -> argparse.ArgumentParser:
     asub.add_parser("list")
     ag.set_defaults(func=cmd_agents)
 
+    chat = sub.add_parser("chat", help="play a customer texting an agent through the signed Twilio webhook")
+    chat.add_argument("--agent", required=True, help="agent id")
+    chat.add_argument("--from", dest="from_", required=True, help="the customer's number, e.g. +15550001234")
+    chat.add_argument("--whatsapp", action="store_true", help="text over WhatsApp instead of SMS")
+    chat.add_argument("--url", default=None, help="where to POST (default: PUBLIC_BASE_URL)")
+    chat.set_defaults(func=cmd_chat)
     return p
 
 

@@ -12,11 +12,14 @@ from dataclasses import dataclass, field
 import httpx
 import redis
 
-from agent_core import lifecycle
+from agent_core import delivery, lifecycle
+from agent_core.delivery import DeliveryConfig, DevOutbox
 from agent_core.llm import LLMProvider, OfflineProvider, OpenAIProvider
-from agent_core.models import Agent
+from agent_core.models import Agent, Message, Session
 from agent_core.store import Store
 from agent_core.turns import LeaseKeeper, TurnDeps
+from channels.models import Sender
+from channels.twilio import RetryableDeliveryError, TwilioSender, webhook_url
 from gateway.settings import Settings
 from workers.queues import turn_job
 
@@ -33,6 +36,9 @@ class WorkerContext:
     openai: LLMProvider | None = field(init=False, default=None)
     leases: LeaseKeeper = field(init=False)
     turn_deps: TurnDeps = field(init=False)
+    twilio_http: httpx.Client = field(init=False)
+    senders: dict[str, Sender] = field(init=False)
+    delivery: DeliveryConfig = field(init=False)
 
     def __post_init__(self) -> None:
         self.redis = redis.Redis.from_url(self.redis_url, decode_responses=True, health_check_interval=30)
@@ -52,6 +58,24 @@ class WorkerContext:
             )
         lease_ms = int(self.settings.app.turn_lease_s * 1000)
         self.leases = LeaseKeeper(self.store, ttl_ms=lease_ms)
+        twilio = self.settings.twilio
+        self.twilio_http = httpx.Client(timeout=httpx.Timeout(15.0, connect=5.0))
+        sender: Sender
+        if twilio.configured:
+            assert twilio.account_sid is not None and twilio.auth_token is not None
+            sender = TwilioSender(
+                twilio.account_sid,
+                twilio.auth_token.get_secret_value(),
+                http_client=self.twilio_http,
+                api_base_url=twilio.api_base_url,
+            )
+        else:
+            sender = DevOutbox(self.store)
+        self.senders = {"sms": sender, "whatsapp": sender}
+        self.delivery = DeliveryConfig(
+            status_callback_url=webhook_url(self.settings.app.public_base_url, "/twilio/messages/status"),
+            messages_per_second=twilio.messages_per_second,
+        )
         self.turn_deps = TurnDeps(
             store=self.store,
             provider_for=self.provider_for,
@@ -59,6 +83,7 @@ class WorkerContext:
             leases=self.leases,
             lock_ttl_ms=lease_ms,
             memory_for=lifecycle.memory_for(self.store),
+            deliver=self.deliver_inline,
         )
 
     def provider_for(self, agent: Agent) -> tuple[LLMProvider, str]:
@@ -66,9 +91,19 @@ class WorkerContext:
             return self.offline, "offline"
         return self.openai, agent.llm.model or self.settings.llm.llm_model
 
+    def deliver_inline(self, session: Session, message: Message) -> None:
+        """Deliver a fresh reply from the turn; on a retryable failure, a job retries it."""
+        from workers.jobs import schedule_delivery
+
+        try:
+            delivery.deliver(self.store, self.senders, self.delivery, session.id, message.id)
+        except RetryableDeliveryError as exc:
+            schedule_delivery(session.id, message.id, 0, exc.retry_after)
+
     def close(self) -> None:
         self.leases.stop()
         self.http.close()
+        self.twilio_http.close()
         self.redis.close()
         self.rq_redis.close()
 

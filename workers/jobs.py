@@ -48,7 +48,7 @@ def task_sweep() -> int:
             enqueue(ctx.rq_redis, DEFAULT, "workers.jobs.summarize_session", ref)
         elif kind == "deliver":
             sid, _, message_id = ref.partition(":")
-            enqueue(ctx.rq_redis, OUTBOUND, "workers.jobs.deliver_message", sid, message_id, retry=8)
+            enqueue(ctx.rq_redis, OUTBOUND, "workers.jobs.deliver_message", sid, message_id, retry=0)
     return len(due)
 
 
@@ -80,3 +80,47 @@ def pump_events() -> int:
     return events.pump(
         ctx.store, lambda item: enqueue(ctx.rq_redis, EVENTS, "workers.jobs.deliver_event", item, retry=8)
     )
+
+
+DELIVERY_BACKOFF_S = [2, 5, 15, 60, 300, 900, 1800, 3600]
+
+
+def deliver_message(session_id: str, message_id: str, attempt: int = 0) -> str:
+    """Deliver one stored outbound message; retryable failures are rescheduled with backoff
+    (honouring Twilio's Retry-After), at most len(DELIVERY_BACKOFF_S) times."""
+    from agent_core import delivery
+    from channels.twilio import RetryableDeliveryError
+
+    ctx = context.get()
+    try:
+        return delivery.deliver(ctx.store, ctx.senders, ctx.delivery, session_id, message_id)
+    except RetryableDeliveryError as exc:
+        return schedule_delivery(session_id, message_id, attempt + 1, exc.retry_after, str(exc))
+
+
+def schedule_delivery(
+    session_id: str, message_id: str, attempt: int, retry_after: float | None, reason: str = ""
+) -> str:
+    from datetime import timedelta
+
+    from agent_core import delivery
+    from workers.queues import OUTBOUND, queue
+
+    ctx = context.get()
+    if attempt >= len(DELIVERY_BACKOFF_S):
+        ctx.store.run(delivery.give_up(session_id, message_id, f"gave up after {attempt} attempts: {reason}"))
+        return "gave up"
+    delay = max(retry_after or 0.0, DELIVERY_BACKOFF_S[attempt])
+    ctx.store.run(delivery.reschedule(session_id, message_id, delay))
+    queue(OUTBOUND, ctx.rq_redis).enqueue_in(
+        timedelta(seconds=delay), deliver_message, session_id, message_id, attempt, result_ttl=0
+    )
+    log.warning("delivery of %s retries in %.0fs (attempt %d): %s", message_id, delay, attempt, reason)
+    return f"retry in {delay:.0f}s"
+
+
+def index_document(document_id: str) -> str:
+    """Chunk and index a knowledge document too large to index during its upload request."""
+    from agent_core import knowledge
+
+    return knowledge.index_document(context.get().store, document_id)

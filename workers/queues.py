@@ -124,7 +124,8 @@ def enqueue(connection: redis.Redis, queue_name: str, func: str, *args: object, 
 
 
 def deliver_job(session_id: str, message_id: str) -> TurnJob:
-    return prepared_job("workers.jobs.deliver_message", session_id, message_id, queue_name=OUTBOUND, retries=8)
+    # No RQ retries: deliver_message reschedules itself, honouring Twilio's Retry-After.
+    return prepared_job("workers.jobs.deliver_message", session_id, message_id, queue_name=OUTBOUND, retries=0)
 
 
 def summary_job(session_id: str) -> TurnJob:

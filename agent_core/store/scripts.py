@@ -18,6 +18,7 @@ SCRIPT_NAMES = (
     "redispatch",
     "msg_cas",
     "agent_save",
+    "throttle",
 )
 
 SCRIPTS: dict[str, str] = {

@@ -108,6 +108,9 @@ def parse_session(h: Mapping[str, str]) -> Session | None:
         summary=opt("summary"),
         closed_reason=opt("closed_reason"),
         opted_out=h.get("opted_out") == "1",
+        delivery_error=_json_field(h.get("delivery_error"), None),
+        agent_address=opt("agent_address"),
+        messaging_service_sid=opt("messaging_service_sid"),
         version=int(h.get("version") or 0),
         seq=int(h.get("seq") or 0),
         last_cust_seq=int(h.get("last_cust_seq") or 0),
@@ -137,6 +140,8 @@ def new_session_fields(
     customer_address: str | None,
     input_fields: Mapping[str, Any] | None = None,
     context: Sequence[str] = (),
+    agent_address: str | None = None,
+    messaging_service_sid: str | None = None,
 ) -> tuple[str, list[str]]:
     sid = str(uuid.uuid4())
     return sid, _flat(
@@ -153,6 +158,8 @@ def new_session_fields(
             "active_human": None,
             "channel": channel.value,
             "customer_address": customer_address,
+            "agent_address": agent_address,
+            "messaging_service_sid": messaging_service_sid,
             "opted_out": False,
             "seq": 0,
             "last_cust_seq": 0,
@@ -192,6 +199,8 @@ def ingest(
     dedupe: Sequence[str] = (),
     profile_name: str = "",
     input_fields: Mapping[str, Any] | None = None,
+    agent_address: str | None = None,
+    messaging_service_sid: str | None = None,
     at_ms: int | None = None,
 ) -> Op[IngestResult]:
     """Store a customer message (one Lua round trip); see lua/ingest.lua."""
@@ -200,7 +209,12 @@ def ingest(
     if profile_name and "name" not in fields_in:
         fields_in["name"] = profile_name
     sid, fields = new_session_fields(
-        customer_id=customer_id, channel=channel, customer_address=customer_address, input_fields=fields_in
+        customer_id=customer_id,
+        channel=channel,
+        customer_address=customer_address,
+        input_fields=fields_in,
+        agent_address=agent_address,
+        messaging_service_sid=messaging_service_sid,
     )
     params = {
         "now_ms": ms,

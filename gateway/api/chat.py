@@ -12,7 +12,7 @@ from agent_core.models import Agent, AgentStatus, Channel, Role, SessionMode, Se
 from agent_core.store import AsyncStore, agents, keys, messages, sessions
 from agent_core.store.sessions import SessionFilter
 from agent_core.store.tokens import TokenRecord
-from agent_core.support import CommandError, run_command
+from agent_core.support import CommandError, run_command, send_template
 from agent_core.turns import eligible
 from gateway.api import schemas
 from gateway.api.routing import Endpoint, Query
@@ -235,6 +235,25 @@ async def support(request: Request) -> Response:
     return envelope(result.data)
 
 
+async def template(request: Request) -> Response:
+    body = await parse_body(request, schemas.TemplateBody)
+    session = await load_session(request)
+    token: TokenRecord = request.state.token
+    try:
+        data = await store_of(request).run(
+            send_template(
+                session_id=session.id,
+                operator=token.name,
+                content_sid=body.content_sid,
+                content_variables=body.content_variables,
+                jobs=support_jobs(),
+            )
+        )
+    except CommandError as exc:
+        raise (NotFound if exc.status == 404 else Unprocessable)(str(exc)) from exc
+    return envelope(data)
+
+
 async def get_session(request: Request) -> Response:
     session = await load_session(request)
     return envelope({**session_json(session), "calls": []})
@@ -369,6 +388,16 @@ ENDPOINTS = [
         "chat",
         body=schemas.SupportBody,
         response=schemas.SupportResult,
+    ),
+    Endpoint(
+        "POST",
+        "/v1/chat/session/{session_id}/template",
+        template,
+        "Send an approved WhatsApp/SMS Content API template (works outside the 24-hour window)",
+        ANY,
+        "chat",
+        body=schemas.TemplateBody,
+        response=schemas.TemplateResult,
     ),
     Endpoint(
         "GET",

@@ -105,6 +105,18 @@ class SupportBody(Lenient):
     message: str | None = Field(default=None, max_length=16_000)
 
 
+class TemplateBody(Lenient):
+    content_sid: str = Field(pattern=r"^HX[0-9a-fA-F]{32}$")
+    content_variables: dict[str, str] | None = None
+
+
+class TemplateResult(BaseModel):
+    state: str
+    session_id: str
+    message_id: str
+    seq: int
+
+
 class SupportResult(BaseModel):
     state: str
     session_id: str

@@ -24,6 +24,7 @@ OSVI_SESSION_FIELDS = {
     "updated_at",
 }
 OUR_SESSION_FIELDS = {
+    "delivery_error",
     "agent_id",
     "channel",
     "customer_address",

@@ -48,9 +48,11 @@ end
 
 local seq = msg_append(sid, agent_id, ARGV[3], a.now_iso)
 local changes = {'last_activity_at', a.now_iso, 'activity_ms', now_ms}
-local counts = a.kind == 'message' or a.kind == 'optin'
+-- While opted out, messages are kept for operators but the AI does not answer them.
+local counts = a.kind == 'message' and redis.call('HGET', P .. 's:' .. sid, 'opted_out') ~= '1'
 if counts then
-  -- HELP and opt-out keywords are stored for the record but never answered by the AI.
+  -- Carrier keywords (STOP, START, HELP) are stored for the record but never answered by
+  -- the AI: Twilio's Advanced Opt-Out replies to them.
   for _, kv in ipairs({{'last_cust_seq', seq}, {'last_customer_message_at', a.now_iso}}) do
     changes[#changes + 1] = kv[1]
     changes[#changes + 1] = kv[2]
