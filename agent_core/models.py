@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -226,6 +227,17 @@ class ToolConfig(Strict):
     @classmethod
     def _check_url(cls, value: str) -> str:
         return _check_http_url(value) or value
+
+    @field_validator("parameters")
+    @classmethod
+    def _check_parameters(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            jsonschema.Draft202012Validator.check_schema(value)
+        except jsonschema.SchemaError as exc:
+            raise ValueError(f"not a valid JSON Schema: {exc.message}") from exc
+        if value.get("type", "object") != "object":
+            raise ValueError("the top-level schema must describe an object (type: object)")
+        return value
 
 
 EVENT_TYPES = (

@@ -109,12 +109,42 @@ def _transition_run(ctx: ToolContext, args: dict[str, Any]) -> str:
     return f"Moved to state '{target}'. Follow that state's instructions from now on."
 
 
+MAX_FIELD_VALUE = 500
+
+
+def _set_field_offer(agent: Agent, session: Session) -> ToolSpec | None:
+    if not isinstance(agent.prompt, MultiPrompt):
+        return None
+    return ToolSpec(
+        "set_field",
+        "Remember a detail the customer gave you (e.g. order_number, email) for the rest of the conversation.",
+        _schema(
+            {
+                "name": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}$"},
+                "value": {"type": "string", "maxLength": MAX_FIELD_VALUE},
+            },
+            ["name", "value"],
+        ),
+    )
+
+
+def _set_field_run(ctx: ToolContext, args: dict[str, Any]) -> str:
+    name, value = str(args.get("name", "")), args.get("value")
+    if not name or not name[0].isalpha() or not name.replace("_", "").isalnum() or len(name) > 64:
+        raise ToolArgumentError("name: letters, digits and underscores, starting with a letter")
+    if not isinstance(value, str) or len(value) > MAX_FIELD_VALUE:
+        raise ToolArgumentError(f"value: a string of at most {MAX_FIELD_VALUE} characters")
+    ctx.actions.state_fields[name] = value
+    return f"Saved {name}."
+
+
 BUILTINS: dict[str, BuiltinTool] = {
     t.name: t
     for t in (
         BuiltinTool("request_human", _request_human_offer, _request_human_run),
         BuiltinTool("end_session", _end_session_offer, _end_session_run),
         BuiltinTool("transition", _transition_offer, _transition_run),
+        BuiltinTool("set_field", _set_field_offer, _set_field_run),
     )
 }
 

@@ -18,7 +18,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_core import intents
+import httpx
+
+from agent_core import http_tools, intents
 from agent_core.llm.base import LLMError, LLMProvider, LLMRequest, Passage, ToolCall
 from agent_core.models import Agent, Channel, Message, Role, Session, SessionMode, SessionStatus, now_iso
 from agent_core.prompts import PromptInputs, build_messages
@@ -63,6 +65,7 @@ class TurnDeps:
     tools: Mapping[str, BuiltinTool] = field(default_factory=lambda: dict(BUILTINS))
     services: Mapping[str, Any] = field(default_factory=dict)
     on_commit: Callable[[Session, list[dict[str, Any]]], None] | None = None
+    http: httpx.Client | None = None
     leases: LeaseKeeper | None = None
     lock_ttl_ms: int = LOCK_TTL_MS
     sleep: Callable[[float], None] = time.sleep
@@ -228,7 +231,8 @@ def generate(deps: TurnDeps, agent: Agent, session: Session, thread: list[Messag
         agent=agent, session=session, thread=thread, memory=memory, passages=passages, whispers=guidance
     )
     chat = build_messages(inputs)
-    tools = offered_tools(agent, session, deps.tools)
+    registry = {**deps.tools, **(http_tools.registry(agent, deps.http) if deps.http else {})}
+    tools = offered_tools(agent, session, registry)
     actions = Actions()
     ctx = ToolContext(agent=agent, session=session, actions=actions, services=deps.services)
     records: list[dict[str, Any]] = []
@@ -267,7 +271,7 @@ def generate(deps: TurnDeps, agent: Agent, session: Session, thread: list[Messag
             }
         )
         for call in response.tool_calls:
-            result, ok = _run_tool(deps, ctx, call)
+            result, ok = _run_tool(registry, ctx, call)
             chat.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": result})
             records.append(
                 sessions.new_message(
@@ -290,15 +294,18 @@ def _keyword_fallback(agent: Agent, question: str, actions: Actions) -> bool:
     return False
 
 
-def _run_tool(deps: TurnDeps, ctx: ToolContext, call: ToolCall) -> tuple[str, bool]:
-    tool = deps.tools.get(call.name)
+def _run_tool(registry: Mapping[str, BuiltinTool], ctx: ToolContext, call: ToolCall) -> tuple[str, bool]:
+    tool = registry.get(call.name)
     if tool is None or tool.offer(ctx.agent, ctx.session) is None:
         return f"error: there is no tool named '{call.name}'", False
     try:
         result = tool.run(ctx, parse_arguments(call.arguments))
     except ToolArgumentError as exc:
-        return f"error: {exc}", False
-    return result[:TOOL_RESULT_LIMIT], True
+        return f"error: invalid arguments: {exc}", False
+    ok = not result.startswith("error: ")
+    if len(result) > TOOL_RESULT_LIMIT:
+        result = result[:TOOL_RESULT_LIMIT] + f"\n[truncated: {len(result) - TOOL_RESULT_LIMIT} more characters]"
+    return result, ok
 
 
 def _reply_message(session: Session, generated: Generated, at: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agent_core.store import AsyncStore
 from gateway.api import agents as agents_api
 from gateway.api import chat as chat_api
+from gateway.api import customers as customers_api
 from gateway.api import events as events_api
 from gateway.api import health as health_api
 from gateway.api.routing import Endpoint, build_routes, openapi
@@ -37,6 +38,7 @@ def endpoints() -> list[Endpoint]:
         *chat_api.ENDPOINTS,
         *events_api.ENDPOINTS,
         *agents_api.ENDPOINTS,
+        *customers_api.ENDPOINTS,
         *twilio_webhooks.ENDPOINTS,
         *health_api.ENDPOINTS,
     ]

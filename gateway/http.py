@@ -100,6 +100,15 @@ def query_enum(request: Request, name: str, allowed: tuple[str, ...]) -> str | N
     return raw
 
 
+def customer_param(request: Request, name: str = "customer_id") -> str:
+    """A customer id from the query string. An unencoded '+' of an E.164 number arrives as a
+    space (form encoding); '?customer_id=+1555…' typed in curl still means the number."""
+    value = request.query_params.get(name, "")
+    if len(value) > 7 and value[0] == " " and value[1:].isdigit():
+        return "+" + value[1:]
+    return value
+
+
 def limit_param(request: Request) -> int:
     return query_int(request, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
 

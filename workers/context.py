@@ -84,6 +84,7 @@ class WorkerContext:
             lock_ttl_ms=lease_ms,
             memory_for=lifecycle.memory_for(self.store),
             deliver=self.deliver_inline,
+            http=self.http,
         )
 
     def provider_for(self, agent: Agent) -> tuple[LLMProvider, str]:

@@ -19,6 +19,7 @@ SCRIPT_NAMES = (
     "msg_cas",
     "agent_save",
     "throttle",
+    "remove_session",
 )
 
 SCRIPTS: dict[str, str] = {

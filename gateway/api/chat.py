@@ -19,6 +19,7 @@ from gateway.api.routing import Endpoint, Query
 from gateway.auth import ANY, OPERATOR
 from gateway.errors import Forbidden, NotFound, Unprocessable, envelope
 from gateway.http import (
+    customer_param,
     limit_param,
     page,
     parse_body,
@@ -77,7 +78,7 @@ async def create_session(request: Request) -> Response:
 
 
 async def active_session(request: Request) -> Response:
-    customer_id = request.query_params.get("customer_id", "")
+    customer_id = customer_param(request)
     if not customer_id.strip():
         raise Unprocessable("customer_id: query parameter is required")
     agent_id = request.query_params.get("agent_uuid")
@@ -295,7 +296,7 @@ async def list_sessions(request: Request) -> Response:
         agent_id=agent_id,
         status=query_enum(request, "status", tuple(s.value for s in SessionStatus)),
         mode=query_enum(request, "mode", tuple(m.value for m in SessionMode)),
-        customer_id=request.query_params.get("customer_id") or None,
+        customer_id=customer_param(request) or None,
         help_requested=query_bool(request, "help_requested"),
         channel=query_enum(request, "channel", tuple(c.value for c in Channel)),
         q=(request.query_params.get("q") or "").strip() or None,
