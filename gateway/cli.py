@@ -253,7 +253,6 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(
             "\nChat Agent Gateway is up\n"
             f"  Base URL:        {base_url}\n"
-            f"  Console:         {base_url}/console\n"
             f"  API docs:        {base_url}/openapi.json\n"
             f"  Demo agent:      {agent_id}\n"
             f"  Admin token:     {toks['admin']}\n"
