@@ -8,7 +8,6 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import redis.asyncio as aioredis
 import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -17,6 +16,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent_core.store import AsyncStore
+from agent_core.store.connection import async_client
 from gateway.api import agents as agents_api
 from gateway.api import chat as chat_api
 from gateway.api import customers as customers_api
@@ -110,9 +110,7 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        client = aioredis.Redis.from_url(
-            redis_url, decode_responses=True, max_connections=512, health_check_interval=30
-        )
+        client = async_client(redis_url)
         app.state.redis = client
         app.state.store = AsyncStore(client)
         app.state.tokens = TokenCache(app.state.store, settings.app.token_cache_s)

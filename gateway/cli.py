@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from agent_core.store import Store, agents, tokens
+from agent_core.store.connection import sync_client
 from agent_core.store.tokens import TokenRole
 from gateway.settings import Settings, SettingsError, load_settings
 
@@ -41,7 +40,7 @@ def _redis_url(settings: Settings) -> str:
 
 
 def _store(url: str) -> Store:
-    return Store(redis.Redis.from_url(url, decode_responses=True))
+    return Store(sync_client(url))
 
 
 def _configure_logs(settings: Settings) -> None:

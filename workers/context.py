@@ -17,6 +17,7 @@ from agent_core.delivery import DeliveryConfig, DevOutbox
 from agent_core.llm import LLMProvider, OfflineProvider, OpenAIProvider
 from agent_core.models import Agent, Message, Session
 from agent_core.store import Store
+from agent_core.store.connection import sync_client
 from agent_core.turns import LeaseKeeper, TurnDeps
 from channels.models import Sender
 from channels.twilio import RetryableDeliveryError, TwilioSender, webhook_url
@@ -41,9 +42,9 @@ class WorkerContext:
     delivery: DeliveryConfig = field(init=False)
 
     def __post_init__(self) -> None:
-        self.redis = redis.Redis.from_url(self.redis_url, decode_responses=True, health_check_interval=30)
+        self.redis = sync_client(self.redis_url)
         # RQ stores pickled payloads, so it gets a connection that does not decode replies.
-        self.rq_redis = redis.Redis.from_url(self.redis_url, health_check_interval=30)
+        self.rq_redis = sync_client(self.redis_url, decode=False)
         self.store = Store(self.redis)
         llm = self.settings.llm
         self.http = httpx.Client(timeout=httpx.Timeout(llm.llm_timeout_s, connect=5.0))
