@@ -82,7 +82,7 @@ def _dev_push(raw: str, to: str) -> Op[None]:
     yield Batch(
         Cmd("LPUSH", DEV_OUTBOX_KEY, raw),
         Cmd("LTRIM", DEV_OUTBOX_KEY, 0, DEV_OUTBOX_KEEP - 1),
-        Cmd("PUBLISH", keys.NOTIFY, json.dumps({"type": "dev_outbox", "session_id": "", "to": to})),
+        Cmd("PUBLISH", keys.NOTIFY_LIVE, json.dumps({"type": "dev_outbox", "session_id": "", "to": to})),
     )
 
 

@@ -120,7 +120,7 @@ class Generated:
 
 def notify(session: Session, kind: str, **payload: Any) -> Cmd:
     body = {"type": kind, "session_id": session.id, "agent_id": session.agent_id, **payload}
-    return Cmd("PUBLISH", keys.NOTIFY, json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+    return Cmd("PUBLISH", keys.NOTIFY_TURNS, json.dumps(body, ensure_ascii=False, separators=(",", ":")))
 
 
 def eligible(agent: Agent, session: Session) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent_core.store import AsyncStore
 from agent_core.store.connection import async_client
+from agent_core.store.multiplex import MultiplexedRedis
 from gateway.api import agents as agents_api
 from gateway.api import chat as chat_api
 from gateway.api import customers as customers_api
@@ -111,8 +113,9 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         client = async_client(redis_url)
+        fast = MultiplexedRedis(redis_url) if redis_url.startswith(("redis://", "rediss://")) else None
         app.state.redis = client
-        app.state.store = AsyncStore(client)
+        app.state.store = AsyncStore(client, fast)
         app.state.tokens = TokenCache(app.state.store, settings.app.token_cache_s)
         app.state.notifier = Notifier(client)
         app.state.started_at = time.time()
@@ -127,11 +130,17 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
                 "TWILIO_VALIDATE_SIGNATURES=false: Twilio webhooks are NOT verified; never do this in production"
             )
         await app.state.notifier.start()
+        # Start-up leaves ~100k long-lived objects; a full collection walking them stalls the
+        # event loop for tens of ms. Frozen objects are never scanned again.
+        gc.collect()
+        gc.freeze()
         log.info("gateway ready", llm=settings.llm.provider, public_base_url=settings.app.public_base_url)
         try:
             yield
         finally:
             await app.state.notifier.stop()
+            if fast is not None:
+                await fast.close()
             await client.aclose()
 
     spec_cache: dict[str, Any] = {}

@@ -43,7 +43,7 @@ class Listener(threading.Thread):
     def __init__(self, client: redis.Redis, store: Store, agent_id: str, customer_id: str, address: str, dev: bool):
         super().__init__(daemon=True)
         self.pubsub = client.pubsub(ignore_subscribe_messages=True)
-        self.pubsub.subscribe(keys.NOTIFY)
+        self.pubsub.subscribe(keys.NOTIFY_TURNS, keys.NOTIFY_LIVE)
         self.store = store
         self.agent_id = agent_id
         self.customer_id = customer_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import signal
@@ -85,6 +86,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     url = _redis_url(settings)
     ctx = context.WorkerContext(settings=settings, redis_url=url)
     context.use(ctx)
+    gc.collect()
+    gc.freeze()
     try:
         run(ctx.rq_redis, concurrency=args.concurrency, burst=args.burst, with_scheduler=not args.no_scheduler)
     finally:

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 log = logging.getLogger("gateway.errors")
@@ -113,12 +113,19 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, [f"{text}: {request.method} {request.url.path}"], exc.headers)
 
 
+async def client_gone_handler(request: Request, exc: Exception) -> Response:
+    # The client hung up before sending its whole body: nothing was stored, nobody to answer.
+    log.info("client disconnected before the request body arrived: %s %s", request.method, request.url.path)
+    return Response(status_code=400)
+
+
 async def server_error_handler(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, ["internal server error"])
 
 
 EXCEPTION_HANDLERS = {
+    ClientDisconnect: client_gone_handler,
     ApiError: api_error_handler,
     ValidationError: validation_error_handler,
     HTTPException: http_error_handler,

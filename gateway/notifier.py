@@ -1,8 +1,11 @@
-"""One Redis pub/sub subscription per web process, fanned out to waiting requests and SSE streams.
+"""Redis pub/sub fanned out to waiting requests and SSE streams, one subscription per channel
+per web process.
 
-Workers publish a notice when a turn stores a reply or ends; `POST /v1/chat/inbound`
+Workers publish a turn notice when a turn stores a reply or ends; `POST /v1/chat/inbound`
 waits on a future for its message instead of polling. A waiter is registered before the
-store is checked once, so a reply that lands in between is never missed.
+store is checked once, so a reply that lands in between is never missed. Live notices
+(every new message and session change) are only subscribed to while an SSE stream is
+open, so a process that streams nothing does not parse them.
 """
 
 from __future__ import annotations
@@ -40,43 +43,59 @@ class TurnWaiter:
             self.future.set_result({**notice, "reply": None})
 
 
-class Notifier:
-    def __init__(self, client: aioredis.Redis) -> None:
+class _Channel:
+    """One subscription with reconnects; `ready` is set while subscribed."""
+
+    def __init__(self, client: aioredis.Redis, name: str, handle: Any) -> None:
         self.client = client
-        self._waiters: dict[str, set[TurnWaiter]] = defaultdict(set)
-        self._streams: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
-        self._task: asyncio.Task[None] | None = None
+        self.name = name
+        self.handle = handle
         self.ready = asyncio.Event()
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="notifier")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.ready.wait(), timeout=5)
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        self.task = asyncio.create_task(self._run(), name=f"notify:{name}")
 
     async def _run(self) -> None:
         while True:
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(keys.NOTIFY)
+                await pubsub.subscribe(self.name)
                 self.ready.set()
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
-                        self._dispatch(message["data"])
+                        self.handle(message["data"])
             except asyncio.CancelledError:
-                await pubsub.aclose()
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
                 raise
             except Exception:  # Redis restart or network blip: resubscribe
-                log.warning("notification subscription lost; resubscribing", exc_info=True)
+                log.warning("subscription to %s lost; resubscribing", self.name, exc_info=True)
                 self.ready.clear()
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
                 await asyncio.sleep(0.5)
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+class Notifier:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+        self._waiters: dict[str, set[TurnWaiter]] = defaultdict(set)
+        self._streams: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
+        self._turns: _Channel | None = None
+        self._live: _Channel | None = None
+
+    async def start(self) -> None:
+        self._turns = _Channel(self.client, keys.NOTIFY_TURNS, self._dispatch)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._turns.ready.wait(), timeout=5)
+
+    async def stop(self) -> None:
+        for channel in (self._turns, self._live):
+            if channel is not None:
+                await channel.stop()
 
     def _dispatch(self, raw: str | bytes) -> None:
         try:
@@ -105,15 +124,22 @@ class Notifier:
             if not waiters:
                 self._waiters.pop(waiter.session_id, None)
 
-    def subscribe(self, session_id: str) -> asyncio.Queue[dict[str, Any]]:
+    async def subscribe(self, session_id: str) -> asyncio.Queue[dict[str, Any]]:
         """Notices for one session ('*' for all), for Server-Sent Events."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
         self._streams[session_id].add(queue)
+        if self._live is None:
+            self._live = _Channel(self.client, keys.NOTIFY_LIVE, self._dispatch)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._live.ready.wait(), timeout=5)
         return queue
 
-    def unsubscribe(self, session_id: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    async def unsubscribe(self, session_id: str, queue: asyncio.Queue[dict[str, Any]]) -> None:
         streams = self._streams.get(session_id)
         if streams is not None:
             streams.discard(queue)
             if not streams:
                 self._streams.pop(session_id, None)
+        if not self._streams and self._live is not None:
+            live, self._live = self._live, None
+            await live.stop()

@@ -14,13 +14,13 @@ import redis
 
 from agent_core import delivery, lifecycle
 from agent_core.delivery import DeliveryConfig, DevOutbox
-from agent_core.llm import LLMProvider, OfflineProvider, OpenAIProvider
+from agent_core.llm import LLMProvider, OfflineProvider
 from agent_core.models import Agent, Message, Session
 from agent_core.store import Store
 from agent_core.store.connection import sync_client
 from agent_core.turns import LeaseKeeper, TurnDeps
 from channels.models import Sender
-from channels.twilio import RetryableDeliveryError, TwilioSender, webhook_url
+from channels.twilio import RetryableDeliveryError, webhook_url
 from gateway.settings import Settings
 from workers.queues import turn_job
 
@@ -50,6 +50,8 @@ class WorkerContext:
         self.http = httpx.Client(timeout=httpx.Timeout(llm.llm_timeout_s, connect=5.0))
         self.offline = OfflineProvider()
         if llm.provider == "openai" and llm.openai_api_key is not None:
+            from agent_core.llm.openai import OpenAIProvider
+
             self.openai = OpenAIProvider(
                 api_key=llm.openai_api_key.get_secret_value(),
                 base_url=llm.openai_base_url,
@@ -64,6 +66,8 @@ class WorkerContext:
         sender: Sender
         if twilio.configured:
             assert twilio.account_sid is not None and twilio.auth_token is not None
+            from channels.twilio.sender import TwilioSender
+
             sender = TwilioSender(
                 twilio.account_sid,
                 twilio.auth_token.get_secret_value(),

@@ -7,6 +7,7 @@ would write, using RQ's own `Job` class so the format follows the installed RQ.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import redis
 from rq import Queue, Retry
 from rq.job import Job, JobStatus
+from rq.utils import utcformat
 
 from agent_core.store import TurnJob
 from agent_core.store.sessions import TURN_SESSION_PLACEHOLDER
@@ -37,12 +39,36 @@ SESSION_PLACEHOLDER = TURN_SESSION_PLACEHOLDER
 _OFFLINE = redis.Redis(host="localhost", port=1)
 
 
+_TURN_TEMPLATE: TurnJob | None = None
+
+
 def turn_job() -> TurnJob:
     """A turn job whose session id argument is a placeholder the Lua script fills in.
 
     The payload is stored uncompressed (RQ reads both forms), so the fixed-length UUID
-    placeholder can be replaced in place by the session the script resolved.
+    placeholder can be replaced in place by the session the script resolved. Built once
+    with RQ's Job class; each call only stamps a new id and the enqueue times.
     """
+    global _TURN_TEMPLATE
+    if _TURN_TEMPLATE is None:
+        _TURN_TEMPLATE = _build_turn_job()
+    job_id = str(uuid.uuid4())
+    stamp = utcformat(datetime.now(UTC))
+    fields = list(_TURN_TEMPLATE.fields)
+    for i in range(0, len(fields), 2):
+        if fields[i] in ("created_at", "enqueued_at"):
+            fields[i + 1] = stamp
+    return TurnJob(
+        id=job_id,
+        key=Job.redis_job_namespace_prefix + job_id,
+        queue_key=_TURN_TEMPLATE.queue_key,
+        fields=fields,
+        data=_TURN_TEMPLATE.data,
+        lease_ms=TURN_QUEUE_LEASE_MS,
+    )
+
+
+def _build_turn_job() -> TurnJob:
     job = Job.create(
         _TURN_FUNC,
         args=(SESSION_PLACEHOLDER,),

@@ -1,4 +1,10 @@
-"""LLM providers behind one narrow interface; `PROVIDERS` maps names to factories."""
+"""LLM providers behind one narrow interface: `complete(LLMRequest) -> LLMResponse`.
+
+`OpenAIProvider` is imported on first use: the openai SDK is ≈45 MB and a second of import
+time that processes using the offline responder (and the web process) never need.
+"""
+
+from typing import Any
 
 from agent_core.llm.base import (
     LLMError,
@@ -12,7 +18,6 @@ from agent_core.llm.base import (
     ToolSpec,
 )
 from agent_core.llm.offline import OfflineProvider
-from agent_core.llm.openai import OpenAIProvider
 
 __all__ = [
     "LLMError",
@@ -27,3 +32,11 @@ __all__ = [
     "ToolCall",
     "ToolSpec",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "OpenAIProvider":
+        from agent_core.llm.openai import OpenAIProvider
+
+        return OpenAIProvider
+    raise AttributeError(name)

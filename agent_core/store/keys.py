@@ -9,7 +9,10 @@ ROUTE = P + "route"
 AGENTS = P + "agents"
 AGENT_NUM = P + "agentnum"
 TOKENS = P + "tokens"
-NOTIFY = P + "notify"
+# Turn notices (waiting requests) and live notices (new messages, session changes, for SSE)
+# are separate channels so a web process only parses live traffic while it streams it.
+NOTIFY_TURNS = P + "notify:turns"
+NOTIFY_LIVE = P + "notify:live"
 WORKERS_SEEN = P + "workers:seen"
 COUNTERS = P + "counters"
 

@@ -15,6 +15,7 @@ import redis
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript, Script
 
+from agent_core.store.multiplex import MultiplexedRedis
 from agent_core.store.scripts import SCRIPTS
 
 T = TypeVar("T")
@@ -80,11 +81,20 @@ class Store:
             return stop.value  # type: ignore[no-any-return]
 
 
-class AsyncStore:
-    """Runs operations on an asyncio client (decode_responses=True)."""
+# Replies of these commands need no conversion, so they can use the multiplexed connection.
+_PLAIN_REPLY = frozenset({"GET", "HGET", "HMGET", "INCR", "HINCRBY"})
 
-    def __init__(self, client: aioredis.Redis) -> None:
+
+class AsyncStore:
+    """Runs operations on an asyncio client (decode_responses=True).
+
+    With `fast` (a MultiplexedRedis), scripts and plain reads share one auto-pipelined
+    connection; everything else uses the redis-py client.
+    """
+
+    def __init__(self, client: aioredis.Redis, fast: MultiplexedRedis | None = None) -> None:
         self.redis = client
+        self.fast = fast
         self._scripts: dict[str, AsyncScript] = {n: client.register_script(src) for n, src in SCRIPTS.items()}
 
     async def run(self, op: Op[T]) -> T:
@@ -99,6 +109,10 @@ class AsyncStore:
                         else:
                             await self._scripts[sub.name](args=sub.args, client=pipe)
                     reply: Any = await pipe.execute()
+                elif self.fast is not None and isinstance(req, Lua):
+                    reply = await self.fast.script(SCRIPTS[req.name], *req.args)
+                elif self.fast is not None and req.args[0] in _PLAIN_REPLY:
+                    reply = await self.fast.execute(*req.args)
                 elif isinstance(req, Cmd):
                     reply = await self.redis.execute_command(*req.args)
                 else:

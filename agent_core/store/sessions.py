@@ -208,14 +208,16 @@ def ingest(
     fields_in = dict(input_fields or {})
     if profile_name and "name" not in fields_in:
         fields_in["name"] = profile_name
-    sid, fields = new_session_fields(
-        customer_id=customer_id,
-        channel=channel,
-        customer_address=customer_address,
-        input_fields=fields_in,
-        agent_address=agent_address,
-        messaging_service_sid=messaging_service_sid,
-    )
+    new = {
+        "id": str(uuid.uuid4()),
+        "customer_id": customer_id,
+        "channel": channel.value,
+        "customer_address": customer_address or "",
+        "agent_address": agent_address or "",
+        "messaging_service_sid": messaging_service_sid or "",
+        "input_fields": json.dumps(fields_in, ensure_ascii=False) if fields_in else "{}",
+        "context": "[]",
+    }
     params = {
         "now_ms": ms,
         "now_iso": iso_from_ms(ms),
@@ -225,7 +227,7 @@ def ingest(
         "route": list(route),
         "customer_id": customer_id,
         "session_id": session_id,
-        "new_session": {"id": sid, "fields": fields},
+        "new_session": new,
         "kind": kind,
         "profile_name": profile_name,
         "job": job.params(),
@@ -307,6 +309,11 @@ def get_many(sids: Iterable[str]) -> Op[list[Session]]:
         return []
     raws = yield Batch(*(Cmd("HGETALL", keys.session(s)) for s in ids))
     return [s for s in (parse_session(r) for r in raws) if s is not None]
+
+
+def answered_seq(sid: str) -> Op[int]:
+    value = yield Cmd("HGET", keys.session(sid), "answered_seq")
+    return int(value or 0)
 
 
 def open_session_id(agent_id: str, customer_id: str) -> Op[str | None]:

@@ -1,4 +1,10 @@
-"""Twilio SMS/WhatsApp: parse webhooks, verify signatures, send messages, answer with TwiML."""
+"""Twilio SMS/WhatsApp: parse webhooks, verify signatures, send messages, answer with TwiML.
+
+The REST side (`TwilioSender`, `TwilioHttpxClient`) is imported on first use: the SDK's
+REST client pulls in aiohttp and requests, which the web process never needs.
+"""
+
+from typing import Any
 
 from channels.twilio.errors import (
     ChannelError,
@@ -8,7 +14,6 @@ from channels.twilio.errors import (
     RetryableDeliveryError,
     is_retryable,
 )
-from channels.twilio.http_client import DEFAULT_API_BASE_URL, TwilioHttpxClient
 from channels.twilio.parse import (
     IDEMPOTENCY_HEADER,
     WHATSAPP_PREFIX,
@@ -20,7 +25,6 @@ from channels.twilio.parse import (
     parse_status,
     status_rank,
 )
-from channels.twilio.sender import TwilioSender
 from channels.twilio.signatures import SIGNATURE_HEADER, verify, webhook_url
 from channels.twilio.split import BODY_LIMIT, split_message
 from channels.twilio.twiml import CONTENT_TYPE, EMPTY_RESPONSE
@@ -52,3 +56,18 @@ __all__ = [
     "verify",
     "webhook_url",
 ]
+
+
+DEFAULT_API_BASE_URL = "https://api.twilio.com"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TwilioSender":
+        from channels.twilio.sender import TwilioSender
+
+        return TwilioSender
+    if name == "TwilioHttpxClient":
+        from channels.twilio.http_client import TwilioHttpxClient
+
+        return TwilioHttpxClient
+    raise AttributeError(name)

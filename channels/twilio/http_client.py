@@ -11,7 +11,7 @@ import httpx
 from twilio.http import HttpClient
 from twilio.http.response import Response
 
-DEFAULT_API_BASE_URL = "https://api.twilio.com"
+from channels.twilio import DEFAULT_API_BASE_URL
 
 _logger = logging.getLogger(__name__)
 

@@ -162,10 +162,9 @@ async def inbound(request: Request) -> Response:
         raise Unprocessable(f"session_id: session '{body.session_id}' belongs to another agent or customer")
     assert result.session_id is not None and result.seq is not None
     sid, seq = result.session_id, result.seq
-
-    notifier: Notifier = request.app.state.notifier
-    waiter = notifier.waiter(sid, seq)
-    try:
+    state = {"reply": None, "state": result.state, "mode": result.mode, "help_requested": result.help_requested}
+    if result.status == "dup":
+        # A repeated Idempotency-Key: answer from the stored session (rare, so reads are fine).
         session = await store.run(sessions.get(sid))
         if session is None:
             raise NotFound(f"session_id: no session with id '{sid}'")
@@ -175,16 +174,28 @@ async def inbound(request: Request) -> Response:
             return envelope(_inbound_result(sid, _snapshot(session, reply)))
         if not eligible(agent, session):
             return envelope(_inbound_result(sid, _snapshot(session, None)))
-        if wait_s > 0:
-            try:
-                notice = await asyncio.wait_for(asyncio.shield(waiter.future), timeout=wait_s)
-                if notice.get("reply") is None and int(notice.get("answered_upto") or 0) >= seq:
-                    # Answered, but the reply's own notice was not seen (pub/sub is lossy).
-                    notice = {**notice, "reply": await _stored_reply(store, sid, seq)}
-                return envelope(_inbound_result(sid, notice))
-            except TimeoutError:
-                pass
-        return envelope(_inbound_result(sid, _snapshot(session, None), pending=True), status_code=202)
+        state = _snapshot(session, None)
+    elif not result.eligible:
+        return envelope(_inbound_result(sid, state))
+    if wait_s <= 0:
+        return envelope(_inbound_result(sid, state, pending=True), status_code=202)
+    notifier: Notifier = request.app.state.notifier
+    waiter = notifier.waiter(sid, seq)
+    try:
+        # The reply may have been published before the waiter existed: look once, then wait.
+        answered = await store.run(sessions.answered_seq(sid))
+        if answered >= seq:
+            session = await store.run(sessions.get(sid))
+            reply = await _stored_reply(store, sid, seq)
+            return envelope(_inbound_result(sid, _snapshot(session, reply) if session else {**state, "reply": reply}))
+        try:
+            notice = await asyncio.wait_for(asyncio.shield(waiter.future), timeout=wait_s)
+        except TimeoutError:
+            return envelope(_inbound_result(sid, state, pending=True), status_code=202)
+        if notice.get("reply") is None and int(notice.get("answered_upto") or 0) >= seq:
+            # Answered, but the reply's own notice was not seen (pub/sub is lossy).
+            notice = {**notice, "reply": await _stored_reply(store, sid, seq)}
+        return envelope(_inbound_result(sid, notice))
     finally:
         notifier.forget(waiter)
 

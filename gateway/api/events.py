@@ -40,7 +40,7 @@ async def session_events(request: Request) -> Response:
         raise Unprocessable("after_seq: must be an integer (or send Last-Event-ID)") from None
     store = store_of(request)
     notifier: Notifier = request.app.state.notifier
-    queue = notifier.subscribe(session.id)
+    queue = await notifier.subscribe(session.id)
 
     async def catch_up(last: int) -> tuple[list[str], int]:
         current = await store.run(sessions.get(session.id))
@@ -75,7 +75,7 @@ async def session_events(request: Request) -> Response:
                     if current is not None:
                         yield _sse("session", session_json(current))
         finally:
-            notifier.unsubscribe(session.id, queue)
+            await notifier.unsubscribe(session.id, queue)
 
     return StreamingResponse(
         stream(),

@@ -34,15 +34,7 @@ if not sid then sid = redis.call('HGET', P .. 'open:' .. agent_id, a.customer_id
 local created = 0
 if not sid then
   sid = a.new_session.id
-  local f = a.new_session.fields
-  for _, kv in ipairs({
-    {'agent_id', agent_id}, {'chat_agent_id', rt[2]}, {'current_state', rt[3]},
-    {'activity_ms', now_ms}, {'created_at', a.now_iso},
-  }) do
-    f[#f + 1] = kv[1]
-    f[#f + 1] = kv[2]
-  end
-  sess_write(sid, f, a.now_iso)
+  sess_write(sid, new_session(a.new_session, agent_id, rt[2], rt[3], now_ms, a.now_iso), a.now_iso)
   created = 1
 end
 

@@ -65,7 +65,7 @@ end
 -- Live notices for SSE streams and waiting requests (pub/sub: lossy by design; clients
 -- catch up from the store).
 local function notice(body)
-  redis.call('PUBLISH', P .. 'notify', body)
+  redis.call('PUBLISH', P .. 'notify:live', body)
 end
 
 local IXSET = {}
@@ -136,6 +136,22 @@ local function sess_write(sid, changes, now_iso)
     if redis.call('HGET', open, old.customer_id) == sid then redis.call('HDEL', open, old.customer_id) end
   end
   return old, new
+end
+
+-- The fields of a brand-new session (the Python side has the same list in
+-- agent_core/store/sessions.py:new_session_fields, used by open_session).
+-- n = {id, customer_id, channel, customer_address, agent_address, messaging_service_sid,
+--      input_fields (JSON text), context (JSON text)}
+local function new_session(n, agent_id, num, state, now_ms, now_iso)
+  return {
+    'id', n.id, 'account_id', '1', 'customer_id', n.customer_id, 'mode', 'ai', 'help_requested', '0',
+    'status', 'active', 'input_fields', n.input_fields, 'state_fields', '{}', 'context', n.context,
+    'active_human', '', 'channel', n.channel, 'customer_address', n.customer_address or '',
+    'agent_address', n.agent_address or '', 'messaging_service_sid', n.messaging_service_sid or '',
+    'opted_out', '0', 'seq', '0', 'last_cust_seq', '0', 'answered_seq', '0', 'version', '0',
+    'agent_id', agent_id, 'chat_agent_id', num, 'current_state', state, 'activity_ms', now_ms,
+    'created_at', now_iso, 'last_activity_at', now_iso,
+  }
 end
 
 -- Removes a session and everything indexed about it (customer erase).
