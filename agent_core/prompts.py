@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from agent_core.llm.base import Passage
@@ -129,11 +129,20 @@ def system_sections(inputs: PromptInputs) -> list[str]:
     return sections
 
 
+SYSTEM_SHARE = 0.6
+
+
 def build_messages(inputs: PromptInputs) -> list[dict[str, Any]]:
-    """System prompt then thread, dropping the oldest thread turns beyond the budget."""
-    system = "\n\n".join(s for s in system_sections(inputs) if s)
-    thread = thread_messages(inputs.thread)
+    """System prompt then thread, within the model's context: the least relevant knowledge
+    passages go first if the system prompt alone is too big, then the oldest thread turns."""
     budget = (inputs.agent.llm.context_window - inputs.agent.llm.max_tokens) * CHARS_PER_TOKEN
+    system = "\n\n".join(s for s in system_sections(inputs) if s)
+    passages = sorted(inputs.passages, key=lambda p: p.score, reverse=True)
+    while passages and len(system) > budget * SYSTEM_SHARE:
+        passages.pop()
+        inputs = replace(inputs, passages=passages)
+        system = "\n\n".join(s for s in system_sections(inputs) if s)
+    thread = thread_messages(inputs.thread)
     size = len(system) + sum(len(m["content"]) for m in thread)
     dropped = False
     while thread and size > budget and len(thread) > 1:

@@ -24,6 +24,7 @@ from gateway.api import chat as chat_api
 from gateway.api import customers as customers_api
 from gateway.api import events as events_api
 from gateway.api import health as health_api
+from gateway.api import knowledge as knowledge_api
 from gateway.api.routing import Endpoint, build_routes, openapi
 from gateway.auth import TokenCache
 from gateway.errors import EXCEPTION_HANDLERS, PayloadTooLarge, error_response
@@ -41,30 +42,34 @@ def endpoints() -> list[Endpoint]:
         *events_api.ENDPOINTS,
         *agents_api.ENDPOINTS,
         *customers_api.ENDPOINTS,
+        *knowledge_api.ENDPOINTS,
         *twilio_webhooks.ENDPOINTS,
         *health_api.ENDPOINTS,
     ]
 
 
 class BodyLimit:
-    """413 for bodies over MAX_BODY_BYTES, by Content-Length or while streaming."""
+    """413 for bodies over MAX_BODY_BYTES (or a path's own limit, e.g. document uploads),
+    by Content-Length or while streaming."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, overrides: dict[str, int] | None = None) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default = max_bytes
+        self.overrides = overrides or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.overrides.get(scope["path"], self.default) if scope["method"] == "POST" else self.default
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.max_bytes
+                    too_big = int(value) > limit
                 except ValueError:
                     too_big = False
                 if too_big:
-                    response = error_response(413, [f"body: larger than {self.max_bytes} bytes"])
+                    response = error_response(413, [f"body: larger than {limit} bytes"])
                     await response(scope, receive, send)
                     return
         seen = 0
@@ -74,8 +79,8 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise PayloadTooLarge(f"body: larger than {self.max_bytes} bytes")
+                if seen > limit:
+                    raise PayloadTooLarge(f"body: larger than {limit} bytes")
             return message
 
         await self.app(scope, limited, send)
@@ -163,6 +168,10 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
     )
     app.state.settings = settings
     app.state.endpoints = eps
-    app.add_middleware(BodyLimit, max_bytes=settings.app.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.app.max_body_bytes,
+        overrides={knowledge_api.UPLOAD_PATH: max(settings.app.max_body_bytes, knowledge_api.MAX_REQUEST_BYTES)},
+    )
     app.add_middleware(RequestContext)
     return app

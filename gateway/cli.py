@@ -18,7 +18,6 @@ from agent_core.store.connection import sync_client
 from agent_core.store.tokens import TokenRole
 from gateway.settings import Settings, SettingsError, load_settings
 
-DEMO_AGENT_ID = "agent_demo"
 DATA_DIR = Path(os.environ.get("CHATGW_DATA_DIR", "var"))
 
 
@@ -158,18 +157,6 @@ def cmd_agents(args: argparse.Namespace) -> int:
     return 0
 
 
-def ensure_demo(store: Store) -> str:
-    """The demo agent (fixed id, so `chatgw up` twice does not duplicate it)."""
-    from gateway.demo import DEMO_AGENT
-
-    existing = store.run(agents.get(DEMO_AGENT_ID))
-    if existing is None:
-        result = store.run(agents.create(DEMO_AGENT, agent_id=DEMO_AGENT_ID))
-        if result.status not in ("ok", "exists"):
-            raise SystemExit(f"chatgw: could not create the demo agent ({result.status})")
-    return DEMO_AGENT_ID
-
-
 def demo_tokens(store: Store) -> dict[str, str]:
     """Admin and operator tokens for the demo, kept in var/ so every `up` can show them."""
     path = DATA_DIR / "demo-tokens.json"
@@ -220,6 +207,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             return 2
         redis_label = f"embedded, {url} (data in {DATA_DIR / 'redis'}, appendonly)"
     store = _store(url)
+    from gateway.demo import ensure_demo
+
     agent_id = ensure_demo(store)
     toks = demo_tokens(store)
     env = {**os.environ, "REDIS_URL": url}

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 import httpx
 import redis
 
-from agent_core import delivery, lifecycle
+from agent_core import delivery, knowledge, lifecycle
 from agent_core.delivery import DeliveryConfig, DevOutbox
 from agent_core.llm import LLMProvider, OfflineProvider
 from agent_core.models import Agent, Message, Session
 from agent_core.store import Store
 from agent_core.store.connection import sync_client
+from agent_core.tools import BUILTINS
 from agent_core.turns import LeaseKeeper, TurnDeps
 from channels.models import Sender
 from channels.twilio import RetryableDeliveryError, webhook_url
@@ -90,6 +91,8 @@ class WorkerContext:
             memory_for=lifecycle.memory_for(self.store),
             deliver=self.deliver_inline,
             http=self.http,
+            retrieve=lambda agent, query: knowledge.retrieve(self.store, agent.knowledge, query),
+            tools={**BUILTINS, "search_knowledge": knowledge.search_tool(self.store)},
         )
 
     def provider_for(self, agent: Agent) -> tuple[LLMProvider, str]:

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from agent_core import knowledge
 from agent_core.models import Agent, AgentSpec, AgentStatus
 from agent_core.store import agents
 from agent_core.store.agents import SaveResult
@@ -58,8 +59,15 @@ def _spec_dict(agent: Agent) -> dict[str, Any]:
     return agent.model_dump(mode="json", include=set(SPEC_FIELDS))
 
 
+async def check_knowledge(request: Request, spec: AgentSpec) -> None:
+    problems = await store_of(request).run(knowledge.check_document_ids(list(spec.knowledge.document_ids)))
+    if problems:
+        raise Unprocessable(*problems)
+
+
 async def create_agent(request: Request) -> Response:
     spec = parse_spec(await json_body(request))
+    await check_knowledge(request, spec)
     agent = _saved(await store_of(request).run(agents.create(spec)))
     return envelope(agent_json(agent))
 
@@ -88,6 +96,8 @@ async def patch_agent(request: Request) -> Response:
         raise Unprocessable(*(f"{k}: unknown field (or not changeable)" for k in unknown))
     current = await load_agent(store, request.path_params["agent_id"], field="agent_id")
     spec = parse_spec(merge_patch(_spec_dict(current), patch))
+    if "knowledge" in patch:
+        await check_knowledge(request, spec)
     agent = _saved(await store.run(agents.replace(current.id, spec)))
     return envelope(agent_json(agent))
 

@@ -256,3 +256,22 @@ def test_prompt_budget_drops_oldest_turns_and_keeps_the_order_of_sections() -> N
     assert total <= (1000 - 200) * 4 + len(OMITTED_NOTE) + 2
     assert msgs[-1]["content"].startswith("message 29")
     assert len(msgs) < len(thread) + 1
+
+
+def test_prompt_budget_trims_knowledge_before_it_crowds_out_the_conversation() -> None:
+    from agent_core.llm.base import Passage
+
+    agent = Agent(
+        **AgentSpec(name="A", llm={"context_window": 2000, "max_tokens": 200}).model_dump(),
+        id="a",
+        chat_agent_id=1,
+        created_at="t",
+        updated_at="t",
+    )
+    passages = [Passage("d", "FAQ", f"passage {i} " + "y" * 900, 1.0 - i / 10) for i in range(8)]
+    thread = [Message(id="m1", session_id="s", seq=1, role=Role.customer, text="question?", created_at="t")]
+    msgs = build_messages(PromptInputs(agent=agent, session=_session(), thread=thread, passages=passages))
+    system = msgs[0]["content"]
+    assert "passage 0 " in system and "passage 7 " not in system
+    assert len(system) <= (2000 - 200) * 4 * 0.6
+    assert msgs[-1] == {"role": "user", "content": "question?"}
