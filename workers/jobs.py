@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import structlog
+
 from agent_core import turns
 from agent_core.store import sessions
 from workers import context
@@ -13,7 +15,11 @@ log = logging.getLogger("workers.jobs")
 
 
 def run_turn(session_id: str) -> str:
-    return turns.run_turn(context.get().turn_deps, session_id)
+    structlog.contextvars.bind_contextvars(session_id=session_id)
+    try:
+        return turns.run_turn(context.get().turn_deps, session_id)
+    finally:
+        structlog.contextvars.unbind_contextvars("session_id")
 
 
 def watchdog() -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -162,6 +163,7 @@ async def inbound(request: Request) -> Response:
         raise Unprocessable(f"session_id: session '{body.session_id}' belongs to another agent or customer")
     assert result.session_id is not None and result.seq is not None
     sid, seq = result.session_id, result.seq
+    structlog.contextvars.bind_contextvars(session_id=sid)
     state = {"reply": None, "state": result.state, "mode": result.mode, "help_requested": result.help_requested}
     if result.status == "dup":
         # A repeated Idempotency-Key: answer from the stored session (rare, so reads are fine).

@@ -509,3 +509,14 @@ def test_operator_takeover_message_is_delivered_as_the_operator(
     assert twilio.bodies[-1] == "Alice here" and twilio.requests[-1]["To"] == CUSTOMER
     op = next(m for m in thread(client, admin, s["id"]) if m["role"] == "operator")
     assert op["author"] == "alice@example.com" and op["delivery"]["status"] == "queued"
+
+
+def test_signature_checks_can_be_disabled_explicitly_in_development(
+    settings: Any, redis_url: str, ctx: Any, agent: Any
+) -> None:
+    from gateway.app import create_app
+
+    off = settings.model_copy(update={"twilio": settings.twilio.model_copy(update={"validate_signatures": False})})
+    with TestClient(create_app(off, redis_url)) as c:
+        assert c.post("/twilio/messages", data=sms_form(Body="unsigned")).status_code == 200
+    assert r_(redis_url).keys("gw:s:*") != []
