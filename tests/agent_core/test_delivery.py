@@ -3,6 +3,7 @@ in tests/gateway/test_twilio.py)."""
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 from agent_core import delivery
@@ -54,7 +55,7 @@ def test_sender_throttle_spaces_sends(store: Store) -> None:
         assert delivery.deliver(store, senders, config, sid, mid, sleep=sleeps.append) == "sent"
     assert len(recorder.sent) == 4
     # Reservations are 500 ms apart: the first goes at once, the others wait their turn.
-    assert sleeps[0] > 0 and all(b > a for a, b in zip(sleeps, sleeps[1:], strict=False))
+    assert sleeps[0] > 0 and all(b > a for a, b in pairwise(sleeps))
     assert 1.2 <= sleeps[-1] <= 1.6
 
 
