@@ -48,7 +48,12 @@ class WorkerContext:
         self.rq_redis = sync_client(self.redis_url, decode=False)
         self.store = Store(self.redis)
         llm = self.settings.llm
-        self.http = httpx.Client(timeout=httpx.Timeout(llm.llm_timeout_s, connect=5.0))
+        # One client for the LLM, custom tools and webhooks; enough connections for every
+        # worker thread of this process to have a request in flight.
+        self.http = httpx.Client(
+            timeout=httpx.Timeout(llm.llm_timeout_s, connect=5.0),
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+        )
         self.offline = OfflineProvider()
         if llm.provider == "openai" and llm.openai_api_key is not None:
             from agent_core.llm.openai import OpenAIProvider

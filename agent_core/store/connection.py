@@ -22,12 +22,14 @@ def _options() -> dict[str, Any]:
     return {"health_check_interval": 30, "socket_keepalive": True}
 
 
-def sync_client(url: str, *, decode: bool = True) -> redis.Redis:
+def sync_client(url: str, *, decode: bool = True, max_connections: int = 2000) -> redis.Redis:
     from redis.retry import Retry
 
+    # A worker process runs many RQ workers on threads, each holding a connection in BLPOP.
     return redis.Redis.from_url(
         url,
         decode_responses=decode,
+        max_connections=max_connections,
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), 6),
         retry_on_error=RETRY_ERRORS,
         **_options(),
