@@ -69,40 +69,17 @@ def turn_job() -> TurnJob:
 
 
 def _build_turn_job() -> TurnJob:
-    job = Job.create(
-        _TURN_FUNC,
-        args=(SESSION_PLACEHOLDER,),
-        connection=_OFFLINE,
-        origin=TURNS,
-        timeout=TURN_TIMEOUT_S,
-        result_ttl=0,
-        failure_ttl=FAILURE_TTL_S,
-        description="run_turn",
-    )
-    job._status = JobStatus.QUEUED
-    job.enqueued_at = datetime.now(UTC)
-    fields = job.to_dict()
-    fields.pop("data")
-    data = job.data
-    flat: list[str] = []
-    for k, v in fields.items():
-        flat.append(k)
-        flat.append(v.value if isinstance(v, Enum) else str(v))
-    return TurnJob(
-        id=job.id,
-        key=job.key.decode() if isinstance(job.key, bytes) else str(job.key),
-        queue_key=Queue.redis_queue_namespace_prefix + TURNS,
-        fields=flat,
-        data=data,
-        lease_ms=TURN_QUEUE_LEASE_MS,
-    )
+    return prepared_job(_TURN_FUNC, SESSION_PLACEHOLDER, queue_name=TURNS, retries=0, lease_ms=TURN_QUEUE_LEASE_MS)
 
 
 RETRY_INTERVALS = [5, 30, 120, 600, 1800, 3600, 3600, 3600]
 
 
-def prepared_job(func: str, *args: object, queue_name: str = DEFAULT, retries: int = 5) -> TurnJob:
-    """A job with backoff retries, for a store script to enqueue atomically with a write."""
+def prepared_job(
+    func: str, *args: object, queue_name: str = DEFAULT, retries: int = 5, lease_ms: int = 0
+) -> TurnJob:
+    """A job (with backoff retries) for a store script to enqueue atomically with a write:
+    the hash fields `rq.Queue.enqueue` would write, built by RQ's own Job class."""
     job = Job.create(
         func,
         args=args,
@@ -130,7 +107,7 @@ def prepared_job(func: str, *args: object, queue_name: str = DEFAULT, retries: i
         queue_key=Queue.redis_queue_namespace_prefix + queue_name,
         fields=flat,
         data=job.data,
-        lease_ms=0,
+        lease_ms=lease_ms,
     )
 
 
