@@ -12,7 +12,6 @@ from functools import partial
 from typing import Any
 
 import httpx
-import jsonschema
 
 from agent_core.llm.base import ToolSpec
 from agent_core.models import Agent, Session, ToolConfig
@@ -20,6 +19,8 @@ from agent_core.tools import BuiltinTool, ToolArgumentError, ToolContext
 
 
 def _validate(config: ToolConfig, args: dict[str, Any]) -> None:
+    import jsonschema  # loaded by the first custom tool call, not by every process
+
     validator = jsonschema.Draft202012Validator(config.parameters)
     errors = sorted(validator.iter_errors(args), key=lambda e: list(e.absolute_path))
     if errors:

@@ -12,7 +12,6 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -231,6 +230,8 @@ class ToolConfig(Strict):
     @field_validator("parameters")
     @classmethod
     def _check_parameters(cls, value: dict[str, Any]) -> dict[str, Any]:
+        import jsonschema  # only agents with custom tools need it
+
         try:
             jsonschema.Draft202012Validator.check_schema(value)
         except jsonschema.SchemaError as exc:
