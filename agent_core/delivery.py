@@ -39,7 +39,17 @@ FIND_WINDOW = 500
 class DeliveryConfig:
     status_callback_url: str | None
     messages_per_second: float = 10.0
-    max_wait_s: float = 10.0
+    # Longer waits for a sender's rate are rescheduled, not slept: a sleeping worker thread
+    # would hold up other agents' replies.
+    max_wait_s: float = 0.25
+
+
+class Throttled(Exception):
+    """The sender is at its rate; deliver again in `retry_after` seconds (not a failure)."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"sender at its rate; retry in {retry_after:.2f}s")
+        self.retry_after = retry_after
 
 
 def delivery_task(session_id: str, message_id: str, grace_ms: int = 120_000) -> tuple[str, float, str]:
@@ -173,11 +183,11 @@ def deliver(
         }
     )
     total = 1 if outbound.content_sid else max(1, len(split_message(outbound.text)))
-    wait_ms = store.run(_throttle(_sender_of(session), config.messages_per_second, total - len(sent_parts)))
-    if wait_ms > config.max_wait_s * 1000:
-        raise RetryableDeliveryError(
-            f"sender {_sender_of(session)} is over its rate", sent_parts=sent_parts, retry_after=wait_ms / 1000
-        )
+    reserved, wait_ms = store.run(
+        _throttle(_sender_of(session), config.messages_per_second, total - len(sent_parts), config.max_wait_s)
+    )
+    if not reserved:
+        raise Throttled(wait_ms / 1000)
     if wait_ms > 0:
         sleep(wait_ms / 1000)
     sender = senders[session.channel.value]
@@ -230,9 +240,9 @@ def give_up(session_id: str, message_id: str, reason: str) -> Op[None]:
     yield from _finish(session_id, message_id)
 
 
-def _throttle(sender: str, mps: float, parts: int) -> Op[int]:
-    wait = yield Lua("throttle", sender, 1000.0 / mps, max(parts, 0), int(time.time() * 1000))
-    return int(float(wait))
+def _throttle(sender: str, mps: float, parts: int, max_wait_s: float) -> Op[tuple[bool, int]]:
+    reply = yield Lua("throttle", sender, 1000.0 / mps, max(parts, 0), int(time.time() * 1000), int(max_wait_s * 1000))
+    return reply[0] == 1, int(reply[1])
 
 
 def _sent(session: Session, msg: Message, receipt: SendReceipt) -> Op[None]:

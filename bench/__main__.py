@@ -1,4 +1,4 @@
-"""`python -m bench [ingest|turns|all] [--duration S] [--turns N] [--engine auto|wrk|python]`
+"""`python -m bench [ingest|turns|webhook|all] [--duration S] [--turns N] [--engine auto|wrk|python]`
 
 Runs the benchmarks, prints a compact table and writes the full results as JSON to
 bench/results/ (git-ignored). Figures are only comparable within one run: read the ratios.
@@ -29,10 +29,15 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
     }
-    try:
+    try:  # read-only git queries: which code was measured
+        git = ["git", "-C", str(ROOT)]
         info["commit"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
+        status = subprocess.run(
+            [*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=True
+        ).stdout
+        info["uncommitted_changes"] = bool(status.strip())
     except (OSError, subprocess.CalledProcessError):
         pass
     for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
@@ -88,10 +93,21 @@ def ingest_table(r: dict[str, Any]) -> list[str]:
         for k, v in runs.items()
         if v["non_2xx"] or v["errors"]
     }
-    fx = r["fixed_rate"]
+    out.append(
+        f"  {'client CPU s (load gen)':<22}"
+        + "".join(
+            f"{'gw ' + format(r['runs'][f'gateway@c{c}'].get('client_cpu_s', 0), '.1f'):>22}"
+            f"{' bare ' + format(r['runs'][f'bare_json@c{c}'].get('client_cpu_s', 0), '.1f'):>12}"
+            for c in cs
+        )
+    )
+    for label, fx in r["fixed_rate"].items():
+        out.append(
+            f"  open loop, {label.replace('_', ' ')}: {_f(fx['target_rate'])}/s = 70% of {_f(fx['of_max_rps'])}"
+            f" -> got {_f(fx['rps'])}/s, p50 {fx['p50_ms']:.2f} ms, p90 {fx['p90_ms']:.2f}, p99 {fx['p99_ms']:.2f},"
+            f" max {fx['max_ms']:.1f}; p99 from write {fx['service_p99_ms']:.2f} ms"
+        )
     out += [
-        f"  fixed rate {_f(fx['target_rate'])}/s = 70% of {_f(fx['of_max_rps'])}: got {_f(fx['rps'])}/s, "
-        f"p50 {fx['p50_ms']:.2f} ms, p90 {fx['p90_ms']:.2f} ms, p99 {fx['p99_ms']:.2f} ms, max {fx['max_ms']:.1f} ms",
         f"  backlog at end {r['backlog_at_end_of_load']}, drained in {r['drain_s']} s; census {r['census']}",
         f"  non-2xx/errors: {non2xx or 'none'}",
     ]
@@ -104,23 +120,94 @@ def turns_table(r: dict[str, Any]) -> list[str]:
         f"Turns: {r['turns']} queued turns drained, offline responder (LLM time ~0)",
         f"  RQ floor (no-op, SimpleWorker): {fl['ms_per_job']:.2f} ms/job ({fl['cpu_ms_per_job']:.2f} ms CPU), "
         f"{fl['redis_cmds_per_job']:.0f} Redis cmds/job; RQ enqueue {fl['enqueue_us_per_job']:.0f} µs/job",
-        f"  {'procs x concurrency':<20}{'turns/s':>9}{'ms/turn':>9}{'x floor':>9}{'CPU ms':>8}{'cmds':>6}"
+        f"  {'procs x concurrency':<20}{'turns/s':>9}{'ms/turn':>9}{'x floor':>9}{'CPU ms':>8}{'x floor':>9}{'cmds':>6}"
         f"{'scaling':>9}{'answered':>10}{'RSS after':>11}",
     ]
     for key, c in r["configs"].items():
         procs, conc = key.split("x")
         out.append(
             f"  {procs + ' x ' + conc:<20}{c['turns_per_s']:>9.1f}{c['ms_per_turn']:>9.2f}{c['vs_rq_floor']:>8.2f}x"
-            f"{c['worker_cpu_ms_per_turn']:>8.2f}{c['redis_cmds_per_turn']:>6.0f}{r['scaling_vs_1x1'][key]:>8.2f}x"
+            f"{c['worker_cpu_ms_per_turn']:>8.2f}{c.get('cpu_vs_rq_floor', float('nan')):>8.2f}x"
+            f"{c['redis_cmds_per_turn']:>6.0f}{r['scaling_vs_1x1'][key]:>8.2f}x"
             f"{c['census']['answered']:>6}/{c['turns']:<4}{'/'.join(str(x) for x in c['rss_after_mib']):>10}M"
         )
-    out.append(f"  idle worker RSS (MiB): {r['idle_rss_mib']}")
+    idle = ", ".join(f"{k}: {v:.1f} MiB = {v * 1.048576:.1f} MB" for k, v in r["idle_rss_mib"].items())
+    out.append(f"  idle worker RSS (VmRSS after start-up, nothing queued): {idle}")
+    return out
+
+
+def webhook_table(ing: dict[str, Any], lat: dict[str, Any]) -> list[str]:
+    cs = sorted({int(k.split("@c")[1]) for k in ing["runs"]})
+    out = [
+        f"Webhook ingest: signed POST /twilio/messages ({ing['engine']}, {ing['duration_s']:g} s/run, "
+        f"{ing['customers']} From numbers, worker --concurrency {ing['worker_concurrency']} running, "
+        f"replies to a fake Twilio)",
+        f"  {'':<22}" + "".join(f"{'c=' + str(c):>34}" for c in cs),
+    ]
+    for label, name in (
+        ("bare TwiML (baseline)", "bare_twiml"),
+        ("gateway webhook", "gateway"),
+        ("gateway, worker paused", "gateway_worker_paused"),
+    ):
+        cells = []
+        for c in cs:
+            run = ing["runs"][f"{name}@c{c}"]
+            cells.append(f"{_f(run['rps']):>9} req/s p50 {run['p50_ms']:6.2f} p99 {run['p99_ms']:6.2f}")
+        out.append(f"  {label:<22}" + "".join(f"{cell:>34}" for cell in cells))
+    out.append(
+        f"  {'gateway / bare TwiML':<22}"
+        + "".join(f"{ing['ratios'][f'c{c}']['gateway_vs_bare_twiml_rps']:>33.3f}x" for c in cs)
+    )
+    out.append(
+        f"  {'  (worker paused)':<22}"
+        + "".join(f"{ing['ratios'][f'c{c}']['gateway_worker_paused_vs_bare_twiml_rps']:>33.3f}x" for c in cs)
+    )
+    out.append(
+        f"  {'server CPU µs/request':<22}"
+        + "".join(
+            f"{'gw ' + _f(ing['runs'][f'gateway@c{c}']['server_cpu_us_per_req']):>16}"
+            f"{' bare ' + _f(ing['runs'][f'bare_twiml@c{c}']['server_cpu_us_per_req']):>12}"
+            f"{ing['ratios'][f'c{c}']['server_cpu_per_req_gateway_vs_bare']:>5.1f}x"
+            for c in cs
+        )
+    )
+    for label, fx in ing["fixed_rate"].items():
+        out.append(
+            f"  open loop, {label.replace('_', ' ')}: {_f(fx['target_rate'])}/s = 70% of {_f(fx['of_max_rps'])}"
+            f" -> got {_f(fx['rps'])}/s, p50 {fx['p50_ms']:.2f} ms, p90 {fx['p90_ms']:.2f}, p99 {fx['p99_ms']:.2f},"
+            f" max {fx['max_ms']:.1f}; p99 from write {fx['service_p99_ms']:.2f} ms"
+        )
+    runs = {**ing["runs"], **ing["fixed_rate"], **{f"warmup:{k}": v for k, v in ing["warmup"].items()}}
+    non2xx = {
+        k: {"statuses": v["statuses"], "errors": v["errors"]} for k, v in runs.items() if v["non_2xx"] or v["errors"]
+    }
+    out += [
+        f"  backlog at end {ing['backlog_at_end_of_load']}, drained in {ing['drain_s']} s; census {ing['census']}",
+        f"  reply delivery statuses {ing['reply_delivery_statuses']}; signed requests used "
+        f"{ing['lines_used']:,} of {ing['lines']:,} (wrapped: {ing['lines_wrapped']})",
+        f"  non-2xx/errors: {non2xx or 'none'}",
+        f"Webhook -> Twilio create latency (offline responder = zero-latency LLM; each request a new customer; "
+        f"{lat['duration_s']:g} s at 70% of the worker's maximum, then {lat['low_rate']:g}/s)",
+        f"  {'worker':<10}{'max turns/s':>12}{'rate':>8}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}"
+        f"{'webhook p99':>13}{'n':>6}{'missing':>9}{'non-2xx':>9}",
+    ]
+    for key, c in lat["configs"].items():
+        procs, conc = key.split("x")
+        mx = c["maximum"]
+        for x in (c["at_70pct"], c["low_rate"]):
+            e = x["webhook_to_twilio"]
+            out.append(
+                f"  {procs + ' x ' + conc:<10}{mx['turns_per_s']:>12.1f}{x['target_rate']:>7.0f}/s"
+                f"{e['p50_ms']:>8.2f}{e['p90_ms']:>8.2f}{e['p99_ms']:>8.2f}{e['max_ms']:>8.1f}"
+                f"{x['webhook_response']['p99_ms']:>13.2f}{e['n']:>6}{x['replies_missing']:>9}{x['non_2xx']:>9}"
+            )
+    out.append("  (latencies in ms: webhook written by the load generator -> create received by the fake Twilio)")
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description="Chat Agent Gateway benchmarks")
-    p.add_argument("which", nargs="?", choices=("ingest", "turns", "all"), default="all")
+    p.add_argument("which", nargs="?", choices=("ingest", "turns", "webhook", "all"), default="all")
     p.add_argument("--duration", type=float, default=8.0, help="seconds per ingest load run (default 8)")
     p.add_argument("--turns", type=int, default=2_000, help="turns queued per turn configuration (default 2000)")
     p.add_argument("--engine", choices=("auto", "wrk", "python"), default="auto", help="load generator")
@@ -140,13 +227,22 @@ def main(argv: list[str] | None = None) -> int:
 
         results["turns"] = turns.run(args.turns, log=lambda s: print(s, flush=True))
         tables += turns_table(results["turns"])
+    if args.which in ("webhook", "all"):
+        from bench import webhook
+
+        say = lambda s: print(s, flush=True)  # noqa: E731
+        results["webhook_ingest"] = webhook.run_ingest(args.duration, engine=args.engine, log=say)
+        results["webhook_latency"] = webhook.run_latency(log=say)
+        tables += webhook_table(results["webhook_ingest"], results["webhook_latency"])
     results["wall_s"] = round(time.monotonic() - started, 1)
 
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{args.which}.json"
     path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     findings = {
-        part: results[part]["log_findings"] for part in ("ingest", "turns") if results.get(part, {}).get("log_findings")
+        part: results[part]["log_findings"]
+        for part in ("ingest", "turns", "webhook_ingest", "webhook_latency")
+        if results.get(part, {}).get("log_findings")
     }
     print("\n" + "\n".join(tables))
     if findings:

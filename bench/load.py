@@ -2,11 +2,20 @@
 
     python -m bench.load URL [--method POST] [--header 'Name: value'] [--body TEMPLATE]
         [--customers N] [--offset K] (--duration S | --requests N) [--concurrency C]
-        [--rate R] [--engine auto|wrk|python]
+        [--rate R] [--engine auto|wrk|python] [--lines-file F --line-header NAME]
+        [--send-log F]
 
 `@N@` in the body is replaced per request by `offset + (i % customers)` (i counts requests),
 so every request can name a different customer. It prints one JSON object on stdout:
 requests, rps, p50/p90/p99/max in ms, status counts and errors.
+
+Pre-built requests (`--lines-file`): one request per line, `<header value>TAB<body>`; request
+i sends line `(offset + i) % lines` with that value in the `--line-header` header (e.g. a
+pre-computed X-Twilio-Signature for a form body that must be unique per request). `sent` in
+the result counts requests started, so a caller can continue at `offset + sent` next time.
+`--send-log F` (python engine) writes one line per request: `line, wall-clock time of the
+write, wall-clock time of the answer (or -1), status (or -1)` (time.time(), comparable
+between processes on one machine).
 
 Engines:
 - `wrk` (C, closed loop, one thread) when it is on PATH: the cheapest client, so the
@@ -28,6 +37,7 @@ import asyncio
 import json
 import math
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -51,6 +61,23 @@ class Target:
     body: str = ""
     customers: int = 1_000
     offset: int = 0
+    lines_file: str | None = None  # pre-built requests, see the module docstring
+    line_header: str = ""
+    _lines: list[tuple[str, bytes]] | None = field(default=None, repr=False)
+
+    def lines(self) -> list[tuple[str, bytes]]:
+        if self._lines is None:
+            assert self.lines_file is not None
+            out = []
+            with open(self.lines_file, "rb") as f:
+                for raw in f:
+                    value, _, body = raw.rstrip(b"\r\n").partition(b"\t")
+                    out.append((value.decode(), body))
+            self._lines = out
+        return self._lines
+
+    def line_index(self, i: int) -> int:
+        return (self.offset + i) % len(self.lines())
 
     @property
     def parts(self) -> tuple[str, int, str]:
@@ -60,9 +87,14 @@ class Target:
 
     def request_bytes(self, i: int) -> bytes:
         host, port, path = self.parts
-        body = self.body.replace(PLACEHOLDER, str(self.offset + i % self.customers)).encode()
+        headers = dict(self.headers)
+        if self.lines_file:
+            value, body = self.lines()[self.line_index(i)]
+            headers[self.line_header] = value
+        else:
+            body = self.body.replace(PLACEHOLDER, str(self.offset + i % self.customers)).encode()
         lines = [f"{self.method} {path} HTTP/1.1", f"Host: {host}:{port}"]
-        lines += [f"{k}: {v}" for k, v in self.headers.items()]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
         if body or self.method in ("POST", "PUT", "PATCH"):
             lines.append(f"Content-Length: {len(body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
@@ -164,27 +196,47 @@ async def python_engine(
     requests: int | None,
     rate: float | None,
     timeout_s: float,
+    send_log: str | None = None,
 ) -> dict[str, Any]:
     host, port, _ = target.parts
+    if target.lines_file:
+        target.lines()  # read the file before the clock starts
     latencies: list[float] = []
+    service: list[float] = []  # from the moment the request is written (open loop only differs)
+    send_lag: list[float] = []  # scheduled start to actual write (open loop: pacer/queue lag)
     statuses: Counter[int] = Counter()
     errors: Counter[str] = Counter()
     counter = iter(range(1 << 62))
+    started = [0]
+    log_rows: list[tuple[int, float, float, int]] = []
     clock = time.perf_counter
     start = clock()
     deadline = start + duration_s if duration_s else float("inf")
 
     async def one(client: Client, scheduled: float) -> None:
-        data = target.request_bytes(next(counter))
+        i = next(counter)
+        started[0] += 1
+        data = target.request_bytes(i)
+        sent = clock()
+        wall = time.time() if send_log else 0.0
+        send_lag.append(sent - scheduled)
         try:
             status = await client.request(data)
         except TimeoutError:
             errors["timeout"] += 1
+            if send_log:
+                log_rows.append((i, wall, -1.0, -1))
             return
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
             errors[type(exc).__name__] += 1
+            if send_log:
+                log_rows.append((i, wall, -1.0, -1))
             return
-        latencies.append(clock() - scheduled)
+        done = clock()
+        if send_log:
+            log_rows.append((i, wall, time.time(), status))
+        latencies.append(done - scheduled)
+        service.append(done - sent)
         statuses[status] += 1
 
     if rate is None:
@@ -197,7 +249,9 @@ async def python_engine(
             client.close()
 
         await asyncio.gather(*(closed(Client(host, port, timeout_s)) for _ in range(concurrency)))
-        return summarize(latencies, clock() - start, statuses, errors) | {"mode": "closed"}
+        elapsed = clock() - start
+        _write_send_log(send_log, target, log_rows)
+        return summarize(latencies, elapsed, statuses, errors) | {"mode": "closed", "sent": started[0]}
 
     # Open loop: a pacer queues scheduled start times; connections take them in order.
     due_times: asyncio.Queue[float | None] = asyncio.Queue()
@@ -220,7 +274,29 @@ async def python_engine(
 
     await asyncio.gather(pacer(), *(open_worker(Client(host, port, timeout_s)) for _ in range(concurrency)))
     out = summarize(latencies, clock() - start, statuses, errors)
-    return out | {"mode": "open", "target_rate": rate, "scheduled": total}
+    _write_send_log(send_log, target, log_rows)
+    svc, lag = sorted(service), sorted(send_lag)
+    return out | {
+        "mode": "open",
+        "sent": started[0],
+        "target_rate": rate,
+        "scheduled": total,
+        # Latency counted from the write instead of the schedule, and the gap between the two
+        # (waiting for a free connection, or this process being starved of CPU).
+        "service_p50_ms": round(percentile(svc, 50) * 1000, 3),
+        "service_p99_ms": round(percentile(svc, 99) * 1000, 3),
+        "send_lag_p50_ms": round(percentile(lag, 50) * 1000, 3),
+        "send_lag_p99_ms": round(percentile(lag, 99) * 1000, 3),
+    }
+
+
+def _write_send_log(path: str | None, target: Target, rows: list[tuple[int, float, float, int]]) -> None:
+    if not path:
+        return
+    with open(path, "w") as f:
+        for i, sent, done, status in rows:
+            line = target.line_index(i) if target.lines_file else i
+            f.write(f"{line}\t{sent:.6f}\t{done:.6f}\t{status}\n")
 
 
 def run_python(args: argparse.Namespace, target: Target) -> dict[str, Any]:
@@ -231,6 +307,7 @@ def run_python(args: argparse.Namespace, target: Target) -> dict[str, Any]:
         requests=args.requests,
         rate=args.rate,
         timeout_s=args.timeout,
+        send_log=args.send_log,
     )
     try:
         import uvloop
@@ -261,6 +338,10 @@ local tpl = {lua_string(target.body)}
 local customers = {target.customers}
 local offset = {target.offset}
 local nthreads = {threads}
+local linesfile = {lua_string(target.lines_file or "")}
+local lineheader = {lua_string(target.line_header)}
+local values, bodies, nlines = {{}}, {{}}, 0
+local hdrs = {{}}
 local threads = {{}}
 counter = 0
 statuses = {{}}
@@ -272,9 +353,25 @@ end
 
 function init(args)
   counter = tid
+  if linesfile ~= "" then
+    -- Pre-built requests: "<header value>\\t<body>" per line, read once before the run.
+    for line in io.lines(linesfile) do
+      local tab = string.find(line, "\\t", 1, true)
+      nlines = nlines + 1
+      values[nlines] = string.sub(line, 1, tab - 1)
+      bodies[nlines] = string.sub(line, tab + 1)
+    end
+    for k, v in pairs(wrk.headers) do hdrs[k] = v end
+  end
 end
 
 function request()
+  if nlines > 0 then
+    local k = (offset + counter) % nlines + 1
+    counter = counter + nthreads
+    hdrs[lineheader] = values[k]
+    return wrk.format(nil, path, hdrs, bodies[k])
+  end
   local n = offset + (counter % customers)
   counter = counter + nthreads
   local body = (string.gsub(tpl, "{PLACEHOLDER}", tostring(n)))
@@ -287,7 +384,9 @@ end
 
 function done(summary, latency, requests)
   local parts = {{}}
+  local sent = 0
   for _, t in ipairs(threads) do
+    sent = sent + (t:get("counter") - t:get("tid")) / nthreads
     local s = t:get("statuses")
     for code, count in pairs(s) do
       parts[code] = (parts[code] or 0) + count
@@ -299,9 +398,9 @@ function done(summary, latency, requests)
   end
   local e = summary.errors
   io.write(string.format(
-    '\\n{RESULT_MARK}{{"requests":%d,"duration_us":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,' ..
+    '\\n{RESULT_MARK}{{"requests":%d,"sent":%d,"duration_us":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,' ..
     '"mean_us":%.1f,"statuses":{{%s}},"errors":{{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}}}}\\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    summary.requests, sent, summary.duration, latency:percentile(50), latency:percentile(90),
     latency:percentile(99), latency.max, latency.mean, table.concat(codes, ","),
     e.connect, e.read, e.write, e.status, e.timeout))
 end
@@ -309,7 +408,7 @@ end
 
 
 def run_wrk(args: argparse.Namespace, target: Target) -> dict[str, Any]:
-    if args.requests is not None or args.rate is not None:
+    if args.requests is not None or args.rate is not None or args.send_log:
         raise SystemExit("bench.load: wrk runs for a duration at full speed; use --engine python")
     threads = 1
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
@@ -341,6 +440,7 @@ def run_wrk(args: argparse.Namespace, target: Target) -> dict[str, Any]:
         "mode": "closed",
         "concurrency": args.concurrency,
         "requests": raw["requests"],
+        "sent": raw["sent"],
         "elapsed_s": round(elapsed, 3),
         "rps": round(raw["requests"] / elapsed, 1),
         "p50_ms": raw["p50_us"] / 1000,
@@ -376,6 +476,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=None, help="open loop at this many requests/s (python engine)")
     p.add_argument("--timeout", type=float, default=10.0)
     p.add_argument("--engine", choices=("auto", "wrk", "python"), default="auto")
+    p.add_argument("--lines-file", default=None, help="pre-built requests: '<header value>TAB<body>' per line")
+    p.add_argument("--line-header", default="X-Twilio-Signature", help="header that gets each line's value")
+    p.add_argument("--send-log", default=None, help="write per-request send/answer times here (python engine)")
     return p
 
 
@@ -387,10 +490,20 @@ def main(argv: list[str] | None = None) -> int:
     for h in args.header:
         name, _, value = h.partition(":")
         headers[name.strip()] = value.strip()
-    target = Target(args.url, args.method.upper(), headers, args.body, args.customers, args.offset)
+    target = Target(
+        args.url,
+        args.method.upper(),
+        headers,
+        args.body,
+        args.customers,
+        args.offset,
+        lines_file=args.lines_file,
+        line_header=args.line_header,
+    )
     engine = args.engine
     if engine == "auto":
-        engine = "wrk" if have_wrk() and args.requests is None and args.rate is None else "python"
+        closed = args.requests is None and args.rate is None and args.send_log is None
+        engine = "wrk" if have_wrk() and closed else "python"
     result = run_wrk(args, target) if engine == "wrk" else run_python(args, target)
     print(json.dumps(result))
     return 0
@@ -405,6 +518,7 @@ def run(
     rate: float | None = None,
     engine: str = "auto",
     timeout_s: float = 10.0,
+    send_log: str | None = None,
 ) -> dict[str, Any]:
     """Run the load generator in a child process and return its JSON result."""
     cmd = [sys.executable, "-m", "bench.load", target.url, "--method", target.method, "--engine", engine]
@@ -418,12 +532,22 @@ def run(
         cmd += ["--requests", str(requests)]
     if rate is not None:
         cmd += ["--rate", str(rate)]
+    if target.lines_file:
+        cmd += ["--lines-file", target.lines_file, "--line-header", target.line_header]
+    if send_log:
+        cmd += ["--send-log", send_log]
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env=env, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"load generator failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    # CPU used by the load generator (and wrk under it), start-up included.
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    result["client_cpu_s"] = round(cpu, 3)
+    return result
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ Every benchmark runs its own redis-server (`EmbeddedRedis`, appendonly off) in a
 directory and passes REDIS_URL to the processes it starts, so it never touches ./var or a
 developer's data. Product processes run from that directory with OPENAI_API_KEY and the
 Twilio credentials removed from their environment: the worker uses the offline responder
-(deterministic, ~zero latency) and no `.env` is read.
+(deterministic, ~zero latency) and no `.env` is read. A benchmark can add variables back
+with `Stack.extra_env` (the webhook benchmark sets PUBLIC_BASE_URL and Twilio credentials
+that point at its local fake Twilio, `start_fake_twilio`).
 """
 
 from __future__ import annotations
@@ -112,6 +114,9 @@ class Stack:
     redis_server: EmbeddedRedis
     procs: list[Proc] = field(default_factory=list)
     stopped_logs: dict[str, list[str]] = field(default_factory=dict)
+    # Added to every process's environment after scrubbing (e.g. the webhook benchmark's
+    # PUBLIC_BASE_URL and Twilio credentials pointing at its local fake Twilio).
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def redis_url(self) -> str:
@@ -123,7 +128,7 @@ class Stack:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
         pythonpath = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        return env | {"REDIS_URL": self.redis_url, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"}
+        return env | self.extra_env | {"REDIS_URL": self.redis_url, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"}
 
     def spawn(self, name: str, args: list[str], cwd: Path | None = None) -> Proc:
         log_path = self.tmp / f"{name}-{len(self.procs)}.log"
@@ -149,8 +154,8 @@ class Stack:
     def admin_token(self) -> str:
         return self.chatgw("tokens", "create", "--name", "bench", "--role", "admin").strip().splitlines()[-1]
 
-    def start_web(self) -> tuple[Proc, str]:
-        port = free_port()
+    def start_web(self, port: int | None = None) -> tuple[Proc, str]:
+        port = port or free_port()
         proc = self.spawn("web", ["-m", "gateway.cli", "web", "--host", "127.0.0.1", "--port", str(port)])
         base = f"http://127.0.0.1:{port}"
         wait_http(base + "/healthz", proc)
@@ -161,6 +166,15 @@ class Stack:
         proc = self.spawn("baseline", ["-m", "bench.baseline", "--port", str(port)], cwd=ROOT)
         base = f"http://127.0.0.1:{port}"
         wait_http(base + "/json", proc, method="POST")
+        return proc, base
+
+    def start_fake_twilio(self, account_sid: str) -> tuple[Proc, str]:
+        port = free_port()
+        proc = self.spawn(
+            "faketwilio", ["-m", "bench.faketwilio", "--port", str(port), "--account-sid", account_sid], cwd=ROOT
+        )
+        base = f"http://127.0.0.1:{port}"
+        wait_http(base + "/healthz", proc)
         return proc, base
 
     def start_worker(self, concurrency: int, *, wait_ready: bool = True) -> Proc:
@@ -242,8 +256,9 @@ def wait_workers(client: redis.Redis, proc: Proc, count: int, timeout_s: float =
     raise RuntimeError(f"worker did not register {count} RQ workers within {timeout_s:.0f}s")
 
 
-def create_agent(base: str, token: str, name: str = "Bench") -> str:
-    r = httpx.post(f"{base}/v1/agents", json={"name": name}, headers={"API-Token": token}, timeout=10)
+def create_agent(base: str, token: str, name: str = "Bench", **fields: Any) -> str:
+    body = {"name": name, **fields}
+    r = httpx.post(f"{base}/v1/agents", json=body, headers={"API-Token": token}, timeout=10)
     r.raise_for_status()
     return str(r.json()["data"]["id"])
 

@@ -179,6 +179,7 @@ def run(turns: int = 2_000, *, configs: tuple[tuple[int, int], ...] = CONFIGS, l
             r["queued_before"] = queued
             r["census"] = census(st, prefix)
             r["vs_rq_floor"] = round(r["ms_per_turn"] / floor["ms_per_job"], 2)
+            r["cpu_vs_rq_floor"] = round(r["worker_cpu_ms_per_turn"] / floor["cpu_ms_per_job"], 2)
             results[key] = r
             log(
                 f"  {processes} proc x conc {concurrency}: {r['turns_per_s']:7.1f} turns/s  "

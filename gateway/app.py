@@ -37,13 +37,14 @@ log = structlog.get_logger("gateway")
 
 
 def endpoints() -> list[Endpoint]:
+    # The router tries routes in order: the webhooks and the inbound call, the hot paths, first.
     return [
+        *twilio_webhooks.ENDPOINTS,
         *chat_api.ENDPOINTS,
         *events_api.ENDPOINTS,
         *agents_api.ENDPOINTS,
         *customers_api.ENDPOINTS,
         *knowledge_api.ENDPOINTS,
-        *twilio_webhooks.ENDPOINTS,
         *health_api.ENDPOINTS,
     ]
 

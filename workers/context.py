@@ -111,8 +111,10 @@ class WorkerContext:
 
         try:
             delivery.deliver(self.store, self.senders, self.delivery, session.id, message.id)
+        except delivery.Throttled as exc:
+            schedule_delivery(session.id, message.id, 0, exc.retry_after, counts=False)
         except RetryableDeliveryError as exc:
-            schedule_delivery(session.id, message.id, 0, exc.retry_after)
+            schedule_delivery(session.id, message.id, 1, exc.retry_after, str(exc))
 
     def close(self) -> None:
         self.leases.stop()

@@ -100,13 +100,17 @@ def deliver_message(session_id: str, message_id: str, attempt: int = 0) -> str:
     ctx = context.get()
     try:
         return delivery.deliver(ctx.store, ctx.senders, ctx.delivery, session_id, message_id)
+    except delivery.Throttled as exc:
+        return schedule_delivery(session_id, message_id, attempt, exc.retry_after, str(exc), counts=False)
     except RetryableDeliveryError as exc:
         return schedule_delivery(session_id, message_id, attempt + 1, exc.retry_after, str(exc))
 
 
 def schedule_delivery(
-    session_id: str, message_id: str, attempt: int, retry_after: float | None, reason: str = ""
+    session_id: str, message_id: str, attempt: int, retry_after: float | None, reason: str = "", counts: bool = True
 ) -> str:
+    """Deliver again later: after the backoff for `attempt` (and Retry-After), or, for a
+    sender at its rate (`counts` False), exactly when its slot comes up."""
     from datetime import timedelta
 
     from agent_core import delivery
@@ -116,13 +120,14 @@ def schedule_delivery(
     if attempt >= len(DELIVERY_BACKOFF_S):
         ctx.store.run(delivery.give_up(session_id, message_id, f"gave up after {attempt} attempts: {reason}"))
         return "gave up"
-    delay = max(retry_after or 0.0, DELIVERY_BACKOFF_S[attempt])
+    delay = max(retry_after or 0.0, DELIVERY_BACKOFF_S[attempt] if counts else 0.0)
     ctx.store.run(delivery.reschedule(session_id, message_id, delay))
     queue(OUTBOUND, ctx.rq_redis).enqueue_in(
         timedelta(seconds=delay), deliver_message, session_id, message_id, attempt, result_ttl=0
     )
-    log.warning("delivery of %s retries in %.0fs (attempt %d): %s", message_id, delay, attempt, reason)
-    return f"retry in {delay:.0f}s"
+    if counts:
+        log.warning("delivery of %s retries in %.0fs (attempt %d): %s", message_id, delay, attempt, reason)
+    return f"retry in {delay:.1f}s"
 
 
 def index_document(document_id: str) -> str:

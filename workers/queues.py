@@ -75,9 +75,7 @@ def _build_turn_job() -> TurnJob:
 RETRY_INTERVALS = [5, 30, 120, 600, 1800, 3600, 3600, 3600]
 
 
-def prepared_job(
-    func: str, *args: object, queue_name: str = DEFAULT, retries: int = 5, lease_ms: int = 0
-) -> TurnJob:
+def prepared_job(func: str, *args: object, queue_name: str = DEFAULT, retries: int = 5, lease_ms: int = 0) -> TurnJob:
     """A job (with backoff retries) for a store script to enqueue atomically with a write:
     the hash fields `rq.Queue.enqueue` would write, built by RQ's own Job class."""
     job = Job.create(

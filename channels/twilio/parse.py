@@ -7,7 +7,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from channels.models import Channel, InboundMessage, Keyword, MediaItem, StatusUpdate
 from channels.twilio.errors import InvalidTwilioRequest
@@ -80,17 +80,22 @@ def parse_form(raw_body: bytes) -> dict[str, str]:
     Values are kept exactly as sent (NUL included) because the Twilio signature covers them;
     cleaning happens in parse_inbound. Invalid UTF-8 becomes U+FFFD, which parse_inbound removes.
     """
-    try:
-        pairs = parse_qsl(
-            raw_body.decode("utf-8", errors="replace"),
-            keep_blank_values=True,
-            encoding="utf-8",
-            errors="replace",
-            max_num_fields=_MAX_FORM_FIELDS,
-        )
-    except ValueError as exc:
-        raise InvalidTwilioRequest("body", f"more than {_MAX_FORM_FIELDS} form fields") from exc
-    return dict(pairs)
+    text = raw_body.decode("utf-8", errors="replace")
+    if text.count("&") >= _MAX_FORM_FIELDS:
+        raise InvalidTwilioRequest("body", f"more than {_MAX_FORM_FIELDS} form fields")
+    # What parse_qsl does, without its per-field bookkeeping: most Twilio values need no
+    # unquoting at all, and this runs on every webhook (measured: half the cost of parse_qsl).
+    out: dict[str, str] = {}
+    for pair in text.split("&"):
+        if not pair:
+            continue
+        name, _, value = pair.partition("=")
+        if "%" in name or "+" in name:
+            name = unquote_plus(name, errors="replace")
+        if "%" in value or "+" in value:
+            value = unquote_plus(value, errors="replace")
+        out[name] = value
+    return out
 
 
 def clean_text(value: str) -> str:

@@ -347,6 +347,24 @@ SESSION_FILTERS = (
 ENDPOINTS = [
     Endpoint(
         "POST",
+        "/v1/chat/inbound",
+        inbound,
+        "Send a customer message and wait for the agent's reply",
+        ANY,
+        "chat",
+        body=schemas.InboundBody,
+        response=schemas.InboundResult,
+        query=(
+            Query(
+                "wait",
+                "Seconds to wait for the reply (0 = do not wait; default 25)",
+                {"type": "number", "minimum": 0, "maximum": 60},
+            ),
+        ),
+        headers=("Idempotency-Key",),
+    ),
+    Endpoint(
+        "POST",
         "/v1/chat/session",
         create_session,
         "Start a session (closes the customer's open one)",
@@ -364,24 +382,6 @@ ENDPOINTS = [
         "chat",
         response={"type": "object"},
         query=(Query("customer_id", "Customer id", required=True), Query("agent_uuid", "Agent id")),
-    ),
-    Endpoint(
-        "POST",
-        "/v1/chat/inbound",
-        inbound,
-        "Send a customer message and wait for the agent's reply",
-        ANY,
-        "chat",
-        body=schemas.InboundBody,
-        response=schemas.InboundResult,
-        query=(
-            Query(
-                "wait",
-                "Seconds to wait for the reply (0 = do not wait; default 25)",
-                {"type": "number", "minimum": 0, "maximum": 60},
-            ),
-        ),
-        headers=("Idempotency-Key",),
     ),
     Endpoint(
         "POST",

@@ -6,6 +6,8 @@ from __future__ import annotations
 from itertools import pairwise
 from typing import Any
 
+import pytest
+
 from agent_core import delivery
 from agent_core.models import AgentSpec, Channel
 from agent_core.store import Store, agents, sessions
@@ -47,7 +49,7 @@ def pending_reply(store: Store, customer: str, text: str = "hello") -> tuple[str
 
 def test_sender_throttle_spaces_sends(store: Store) -> None:
     sleeps: list[float] = []
-    config = delivery.DeliveryConfig(status_callback_url=None, messages_per_second=2.0)
+    config = delivery.DeliveryConfig(status_callback_url=None, messages_per_second=2.0, max_wait_s=5)
     recorder = Recorder()
     senders: dict[str, Any] = {"sms": recorder}
     for i in range(4):
@@ -60,19 +62,21 @@ def test_sender_throttle_spaces_sends(store: Store) -> None:
 
 
 def test_a_wait_beyond_the_limit_is_rescheduled_not_slept(store: Store) -> None:
-    from channels.twilio import RetryableDeliveryError
-
-    config = delivery.DeliveryConfig(status_callback_url=None, messages_per_second=0.1, max_wait_s=1)
-    senders: dict[str, Any] = {"sms": Recorder()}
+    config = delivery.DeliveryConfig(status_callback_url=None, messages_per_second=0.1)
+    recorder = Recorder()
+    senders: dict[str, Any] = {"sms": recorder}
     sid, mid = pending_reply(store, "+15550000009")
     assert delivery.deliver(store, senders, config, sid, mid) == "sent"
     sid2, mid2 = pending_reply(store, "+15550000008")
-    try:
+    slept: list[float] = []
+    with pytest.raises(delivery.Throttled) as info:
+        delivery.deliver(store, senders, config, sid2, mid2, sleep=slept.append)
+    assert 9 < info.value.retry_after <= 10 and slept == []
+    # Nothing was reserved for the throttled attempt: the next slot is still 10 s after the first.
+    with pytest.raises(delivery.Throttled) as again:
         delivery.deliver(store, senders, config, sid2, mid2)
-    except RetryableDeliveryError as exc:
-        assert exc.retry_after is not None and exc.retry_after > 1
-    else:
-        raise AssertionError("expected a reschedule")
+    assert again.value.retry_after <= info.value.retry_after
+    assert len(recorder.sent) == 1
 
 
 def test_delivering_twice_sends_once(store: Store) -> None:
