@@ -24,9 +24,10 @@ from agent_core import http_tools, intents
 from agent_core.llm.base import LLMError, LLMProvider, LLMRequest, Passage, ToolCall
 from agent_core.models import Agent, Channel, Message, Role, Session, SessionMode, SessionStatus, now_iso
 from agent_core.prompts import PromptInputs, build_messages
-from agent_core.store import Cmd, Store, TurnJob, keys, messages, sessions
+from agent_core.store import Batch, Cmd, Store, TurnJob, agents, keys, sessions
 from agent_core.store.runner import Op
 from agent_core.support import whispers as support_whispers
+from agent_core.support import whispers_key
 from agent_core.tools import (
     BUILTINS,
     Actions,
@@ -140,26 +141,22 @@ def run_turn(deps: TurnDeps, sid: str) -> str:
     if deps.leases:
         deps.leases.add(sid, token)
     outcome = "idle"
+    finished = False
     try:
         for _ in range(MAX_ROUNDS):
             outcome = _round(deps, sid)
             if outcome == "again":
                 continue
-            settled = store.run(sessions.finish_turn(sid, token))
-            if settled is not None:
-                _publish_final(deps, sid, settled)
+            # Releases slot and lock and publishes the final notice (lua/finish_turn.lua).
+            if store.run(sessions.finish_turn(sid, token)) is not None:
+                finished = True
                 return outcome
         return outcome
     finally:
         if deps.leases:
             deps.leases.discard(sid)
-        store.run(sessions.release_turn(sid, token))
-
-
-def _publish_final(deps: TurnDeps, sid: str, settled_upto: int) -> None:
-    session = deps.store.run(sessions.get(sid))
-    if session is not None:
-        deps.store.run(_state_notice(session, final=True, settled_upto=settled_upto))
+        if not finished:
+            store.run(sessions.release_turn(sid, token))
 
 
 def _state_notice(
@@ -185,7 +182,7 @@ def _round(deps: TurnDeps, sid: str) -> str:
     session = store.run(sessions.get(sid))
     if session is None:
         return "gone"
-    agent = store.run(_agent(session.agent_id))
+    agent = store.run(agents.get_cached(session.agent_id))
     if agent is None or not eligible(agent, session) or not session.unanswered:
         return "idle"
     debounce_ms = agent.debounce_for(session.channel)
@@ -194,15 +191,20 @@ def _round(deps: TurnDeps, sid: str) -> str:
         if quiet_for < debounce_ms:
             deps.sleep((debounce_ms - quiet_for) / 1000)
             return "again"
-    thread = store.run(messages.recent(sid, session.seq, THREAD_WINDOW))
-    generated = generate(deps, agent, session, thread)
+    thread, guidance = store.run(_context(sid, session.seq))
+    generated = generate(deps, agent, session, thread, guidance)
     return commit_reply(deps, agent, session, generated)
 
 
-def _agent(agent_id: str) -> Op[Agent | None]:
-    from agent_core.store import agents
-
-    return (yield from agents.get(agent_id))
+def _context(sid: str, seq: int) -> Op[tuple[list[Message], list[str]]]:
+    """The recent thread and the whispers, in one round trip."""
+    start = max(1, seq - THREAD_WINDOW + 1)
+    raws, whisper_raws = yield Batch(
+        Cmd("HMGET", keys.messages(sid), *range(start, seq + 1)) if seq else Cmd("ECHO", ""),
+        Cmd("LRANGE", whispers_key(sid), 0, -1),
+    )
+    thread = [sessions.parse_message(r) for r in (raws if seq else []) if r]
+    return thread, [json.loads(r)["text"] for r in whisper_raws]
 
 
 def _ms_since(iso_ts: str) -> float:
@@ -220,13 +222,16 @@ def unanswered_text(session: Session, thread: list[Message]) -> str:
     )
 
 
-def generate(deps: TurnDeps, agent: Agent, session: Session, thread: list[Message]) -> Generated:
+def generate(
+    deps: TurnDeps, agent: Agent, session: Session, thread: list[Message], guidance: list[str] | None = None
+) -> Generated:
     """Run the model with tools (capped rounds) and return the reply with requested actions."""
     provider, model = deps.provider_for(agent)
     question = unanswered_text(session, thread)
     passages = deps.retrieve(agent, question) if deps.retrieve and question else []
     memory = deps.memory_for(agent, session) if deps.memory_for and agent.memory.enabled else []
-    guidance = deps.store.run(support_whispers(session.id))
+    if guidance is None:
+        guidance = deps.store.run(support_whispers(session.id))
     inputs = PromptInputs(
         agent=agent, session=session, thread=thread, memory=memory, passages=passages, whispers=guidance
     )
@@ -384,10 +389,9 @@ def commit_reply(deps: TurnDeps, agent: Agent, seen: Session, generated: Generat
             continue
         if not res.ok:
             return res.status
-        stored = store.run(messages.get(current.id, res.seqs[-1]))
-        after = store.run(sessions.get(current.id))
-        if stored is None or after is None:
-            return "gone"
+        # What was written is known: no need to read it back.
+        stored = Message.model_validate({**reply, "seq": res.seqs[-1], "session_id": current.id})
+        after = _after(current, changes, res.version)
         if deps.on_commit:
             deps.on_commit(after, [*generated.records, reply])
         store.run(_state_notice(after, final=False, reply=stored))
@@ -395,6 +399,22 @@ def commit_reply(deps: TurnDeps, agent: Agent, seen: Session, generated: Generat
             deps.deliver(after, stored)
         return "replied"
     raise RuntimeError(f"session {seen.id} kept changing; reply not stored")
+
+
+def _after(current: Session, changes: dict[str, Any], version: int) -> Session:
+    """The session as the commit left it (answered up to its last customer message)."""
+    update: dict[str, Any] = {"answered_seq": current.last_cust_seq, "version": version}
+    if "help_requested" in changes:
+        update.update(
+            help_requested=True, help_requested_at=changes["help_requested_at"], help_reason=changes["help_reason"]
+        )
+    if "current_state" in changes:
+        update["current_state"] = changes["current_state"]
+    if "state_fields" in changes:
+        update["metadata"] = current.metadata.model_copy(update={"state_fields": changes["state_fields"]})
+    if "status" in changes:
+        update.update(status=SessionStatus(changes["status"]), closed_reason=changes["closed_reason"])
+    return current.model_copy(update=update)
 
 
 def _action_changes(

@@ -82,6 +82,26 @@ def get(agent_id: str) -> Op[Agent | None]:
     return Agent.model_validate_json(raw) if raw else None
 
 
+_PARSED: dict[str, tuple[str, Agent]] = {}
+
+
+def get_cached(agent_id: str) -> Op[Agent | None]:
+    """Like `get`, reusing this process's parsed Agent while its stored JSON is unchanged
+    (a turn reads its agent every round; validating the whole document each time is waste)."""
+    raw = yield from get_raw(agent_id)
+    if not raw:
+        _PARSED.pop(agent_id, None)
+        return None
+    hit = _PARSED.get(agent_id)
+    if hit is not None and hit[0] == raw:
+        return hit[1]
+    agent = Agent.model_validate_json(raw)
+    if len(_PARSED) > 10_000:
+        _PARSED.clear()
+    _PARSED[agent_id] = (raw, agent)
+    return agent
+
+
 def replace(agent_id: str, spec: AgentSpec) -> Op[SaveResult]:
     """Store `spec` as the agent's new configuration (identity and created_at kept)."""
     for _ in range(10):
