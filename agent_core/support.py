@@ -103,6 +103,15 @@ def operator_message(
     return msg, [jobs.deliver(session.id, msg["id"])], [task]
 
 
+def _open(session_id: str) -> Op[Session]:
+    session = yield from sessions.get(session_id)
+    if session is None:
+        raise CommandError(f"session_id: no session with id '{session_id}'", status=404)
+    if session.status is SessionStatus.closed:
+        raise CommandError(f"session_id: session '{session_id}' is closed")
+    return session
+
+
 def run_command(
     *,
     session_id: str,
@@ -123,11 +132,7 @@ def run_command(
         raise CommandError(f"message: longer than {MAX_MESSAGE} characters")
 
     for _ in range(20):
-        session = yield from sessions.get(session_id)
-        if session is None:
-            raise CommandError(f"session_id: no session with id '{session_id}'", status=404)
-        if session.status is SessionStatus.closed:
-            raise CommandError(f"session_id: session '{session_id}' is closed")
+        session = yield from _open(session_id)
         if command is None and session.mode is not SessionMode.support:
             raise CommandError(
                 "command: a plain operator message needs support mode; send 'takeover' first, or use 'tell'"
@@ -229,11 +234,7 @@ def send_template(
 ) -> Op[dict[str, Any]]:
     """Send an approved Content API template (allowed outside the WhatsApp 24-hour window)."""
     for _ in range(20):
-        session = yield from sessions.get(session_id)
-        if session is None:
-            raise CommandError(f"session_id: no session with id '{session_id}'", status=404)
-        if session.status is SessionStatus.closed:
-            raise CommandError(f"session_id: session '{session_id}' is closed")
+        session = yield from _open(session_id)
         if session.channel is Channel.api:
             raise CommandError("session_id: templates are sent on SMS and WhatsApp sessions only")
         if session.opted_out:

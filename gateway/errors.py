@@ -11,6 +11,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
+from agent_core.support import CommandError
+
 log = logging.getLogger("gateway.errors")
 
 
@@ -113,6 +115,11 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, [f"{text}: {request.method} {request.url.path}"], exc.headers)
 
 
+async def command_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, CommandError)
+    return error_response(exc.status, [str(exc)])
+
+
 async def client_gone_handler(request: Request, exc: Exception) -> Response:
     # The client hung up before sending its whole body: nothing was stored, nobody to answer.
     log.info("client disconnected before the request body arrived: %s %s", request.method, request.url.path)
@@ -127,6 +134,7 @@ async def server_error_handler(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     ClientDisconnect: client_gone_handler,
     ApiError: api_error_handler,
+    CommandError: command_error_handler,
     ValidationError: validation_error_handler,
     HTTPException: http_error_handler,
     Exception: server_error_handler,

@@ -13,7 +13,7 @@ from agent_core.models import Agent, AgentStatus, Channel, Role, SessionMode, Se
 from agent_core.store import AsyncStore, agents, keys, messages, sessions
 from agent_core.store.sessions import SessionFilter
 from agent_core.store.tokens import TokenRecord
-from agent_core.support import CommandError, run_command, send_template
+from agent_core.support import run_command, send_template
 from agent_core.turns import eligible
 from gateway.api import schemas
 from gateway.api.routing import Endpoint, Query
@@ -233,19 +233,16 @@ async def support(request: Request) -> Response:
     session = await load_session(request)
     agent = await load_agent(store, session.agent_id)
     token: TokenRecord = request.state.token
-    try:
-        result = await store.run(
-            run_command(
-                session_id=session.id,
-                agent=agent,
-                operator=token.name,
-                command=body.command,
-                message=body.message,
-                jobs=support_jobs(),
-            )
+    result = await store.run(
+        run_command(
+            session_id=session.id,
+            agent=agent,
+            operator=token.name,
+            command=body.command,
+            message=body.message,
+            jobs=support_jobs(),
         )
-    except CommandError as exc:
-        raise (NotFound if exc.status == 404 else Unprocessable)(str(exc)) from exc
+    )
     return envelope(result.data)
 
 
@@ -253,18 +250,15 @@ async def template(request: Request) -> Response:
     body = await parse_body(request, schemas.TemplateBody)
     session = await load_session(request)
     token: TokenRecord = request.state.token
-    try:
-        data = await store_of(request).run(
-            send_template(
-                session_id=session.id,
-                operator=token.name,
-                content_sid=body.content_sid,
-                content_variables=body.content_variables,
-                jobs=support_jobs(),
-            )
+    data = await store_of(request).run(
+        send_template(
+            session_id=session.id,
+            operator=token.name,
+            content_sid=body.content_sid,
+            content_variables=body.content_variables,
+            jobs=support_jobs(),
         )
-    except CommandError as exc:
-        raise (NotFound if exc.status == 404 else Unprocessable)(str(exc)) from exc
+    )
     return envelope(data)
 
 
