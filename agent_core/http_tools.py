@@ -24,8 +24,8 @@ def _validate(config: ToolConfig, args: dict[str, Any]) -> None:
     validator = jsonschema.Draft202012Validator(config.parameters)
     errors = sorted(validator.iter_errors(args), key=lambda e: list(e.absolute_path))
     if errors:
-        where = lambda e: ".".join(str(p) for p in e.absolute_path) or "arguments"  # noqa: E731
-        raise ToolArgumentError("; ".join(f"{where(e)}: {e.message}" for e in errors[:5]))
+        parts = [f"{'.'.join(str(p) for p in e.absolute_path) or 'arguments'}: {e.message}" for e in errors[:5]]
+        raise ToolArgumentError("; ".join(parts))
 
 
 def call(http: httpx.Client, config: ToolConfig, ctx: ToolContext, args: dict[str, Any]) -> str:

@@ -114,7 +114,7 @@ class AsyncStore:
                 elif self.fast is not None and req.args[0] in _PLAIN_REPLY:
                     reply = await self.fast.execute(*req.args)
                 elif isinstance(req, Cmd):
-                    reply = await self.redis.execute_command(*req.args)
+                    reply = await self.redis.execute_command(*req.args)  # type: ignore[no-untyped-call]
                 else:
                     reply = await self._scripts[req.name](args=req.args)
                 req = op.send(reply)

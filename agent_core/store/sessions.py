@@ -80,7 +80,10 @@ def _json_field(value: str | None, default: Any) -> Any:
 def parse_session(h: Mapping[str, str]) -> Session | None:
     if not h or "id" not in h:
         return None
-    opt = lambda name: h.get(name) or None  # noqa: E731
+
+    def opt(name: str) -> str | None:
+        return h.get(name) or None
+
     return Session(
         id=h["id"],
         chat_agent_id=int(h.get("chat_agent_id") or 0),
@@ -488,12 +491,12 @@ def stats(agent_id: str | None) -> Op[dict[str, int]]:
 
 def acquire_turn(sid: str, token: str, ttl_ms: int) -> Op[bool]:
     ok = yield Lua("turn_lock", sid, token, ttl_ms, now_ms(), "acquire")
-    return ok == 1
+    return bool(ok == 1)
 
 
 def renew_turn(sid: str, token: str, ttl_ms: int) -> Op[bool]:
     ok = yield Lua("turn_lock", sid, token, ttl_ms, now_ms(), "renew")
-    return ok == 1
+    return bool(ok == 1)
 
 
 def release_turn(sid: str, token: str) -> Op[None]:
@@ -515,4 +518,4 @@ def expired_turns(limit: int = 500) -> Op[list[str]]:
 def redispatch(sid: str, job: TurnJob) -> Op[bool]:
     params = {"sid": sid, "now_ms": now_ms(), "job": job.params()}
     reply = yield Lua("redispatch", json.dumps(params), job.data)
-    return reply == 1
+    return bool(reply == 1)
