@@ -14,8 +14,8 @@ from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioS
 from twilio.rest import Client
 
 from channels.models import OutboundMessage, SendReceipt
-from channels.twilio.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError, is_retryable
 from channels.twilio import DEFAULT_API_BASE_URL
+from channels.twilio.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError, is_retryable
 from channels.twilio.http_client import TwilioHttpxClient
 from channels.twilio.parse import WHATSAPP_PREFIX
 from channels.twilio.split import split_message
