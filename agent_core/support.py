@@ -66,13 +66,6 @@ def whispers_key(sid: str) -> str:
     return f"{keys.P}w:{sid}"
 
 
-def whispers(sid: str) -> Op[list[str]]:
-    from agent_core.store import Cmd
-
-    raw = yield Cmd("LRANGE", whispers_key(sid), 0, -1)
-    return [json.loads(r)["text"] for r in raw]
-
-
 def outside_whatsapp_window(session: Session, now: float | None = None) -> bool:
     if session.channel is not Channel.whatsapp:
         return False

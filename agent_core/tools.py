@@ -32,7 +32,6 @@ class ToolContext:
     agent: Agent
     session: Session
     actions: Actions
-    services: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

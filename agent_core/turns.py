@@ -26,7 +26,6 @@ from agent_core.models import Agent, Channel, Message, Role, Session, SessionMod
 from agent_core.prompts import PromptInputs, build_messages
 from agent_core.store import Batch, Cmd, Store, TurnJob, agents, keys, sessions
 from agent_core.store.runner import Op
-from agent_core.support import whispers as support_whispers
 from agent_core.support import whispers_key
 from agent_core.tools import (
     BUILTINS,
@@ -64,8 +63,6 @@ class TurnDeps:
     retrieve: Retrieve | None = None
     memory_for: MemoryFor | None = None
     tools: Mapping[str, BuiltinTool] = field(default_factory=lambda: dict(BUILTINS))
-    services: Mapping[str, Any] = field(default_factory=dict)
-    on_commit: Callable[[Session, list[dict[str, Any]]], None] | None = None
     http: httpx.Client | None = None
     leases: LeaseKeeper | None = None
     lock_ttl_ms: int = LOCK_TTL_MS
@@ -159,17 +156,15 @@ def run_turn(deps: TurnDeps, sid: str) -> str:
             store.run(sessions.release_turn(sid, token))
 
 
-def _state_notice(
-    session: Session, *, final: bool, reply: Message | None = None, settled_upto: int | None = None
-) -> Op[Any]:
+def _reply_notice(session: Session, reply: Message) -> Op[Any]:
+    """Tells waiting requests a reply is stored (the final notice comes from finish_turn.lua)."""
     yield notify(
         session,
         "turn",
-        final=final,
-        settled_upto=settled_upto,
+        final=False,
         answered_upto=session.answered_seq,
-        reply=reply.text if reply else None,
-        reply_seq=reply.seq if reply else None,
+        reply=reply.text,
+        reply_seq=reply.seq,
         mode=session.mode.value,
         help_requested=session.help_requested,
         state=session.current_state,
@@ -222,16 +217,12 @@ def unanswered_text(session: Session, thread: list[Message]) -> str:
     )
 
 
-def generate(
-    deps: TurnDeps, agent: Agent, session: Session, thread: list[Message], guidance: list[str] | None = None
-) -> Generated:
+def generate(deps: TurnDeps, agent: Agent, session: Session, thread: list[Message], guidance: list[str]) -> Generated:
     """Run the model with tools (capped rounds) and return the reply with requested actions."""
     provider, model = deps.provider_for(agent)
     question = unanswered_text(session, thread)
     passages = deps.retrieve(agent, question) if deps.retrieve and question else []
     memory = deps.memory_for(agent, session) if deps.memory_for and agent.memory.enabled else []
-    if guidance is None:
-        guidance = deps.store.run(support_whispers(session.id))
     inputs = PromptInputs(
         agent=agent, session=session, thread=thread, memory=memory, passages=passages, whispers=guidance
     )
@@ -239,7 +230,7 @@ def generate(
     registry = {**deps.tools, **(http_tools.registry(agent, deps.http) if deps.http else {})}
     tools = offered_tools(agent, session, registry)
     actions = Actions()
-    ctx = ToolContext(agent=agent, session=session, actions=actions, services=deps.services)
+    ctx = ToolContext(agent=agent, session=session, actions=actions)
     records: list[dict[str, Any]] = []
     at = now_iso()
     for round_no in range(MAX_TOOL_ROUNDS + 1):
@@ -392,9 +383,7 @@ def commit_reply(deps: TurnDeps, agent: Agent, seen: Session, generated: Generat
         # What was written is known: no need to read it back.
         stored = Message.model_validate({**reply, "seq": res.seqs[-1], "session_id": current.id})
         after = _after(current, changes, res.version)
-        if deps.on_commit:
-            deps.on_commit(after, [*generated.records, reply])
-        store.run(_state_notice(after, final=False, reply=stored))
+        store.run(_reply_notice(after, stored))
         if deps.deliver and after.channel is not Channel.api:
             deps.deliver(after, stored)
         return "replied"

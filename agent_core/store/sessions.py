@@ -136,40 +136,27 @@ def _flat(pairs: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def new_session_fields(
+def new_session(
     *,
     customer_id: str,
     channel: Channel,
-    customer_address: str | None,
+    customer_address: str | None = None,
     input_fields: Mapping[str, Any] | None = None,
     context: Sequence[str] = (),
     agent_address: str | None = None,
     messaging_service_sid: str | None = None,
-) -> tuple[str, list[str]]:
-    sid = str(uuid.uuid4())
-    return sid, _flat(
-        {
-            "id": sid,
-            "account_id": 1,
-            "customer_id": customer_id,
-            "mode": SessionMode.ai.value,
-            "help_requested": False,
-            "status": SessionStatus.active.value,
-            "input_fields": dict(input_fields or {}),
-            "state_fields": {},
-            "context": list(context),
-            "active_human": None,
-            "channel": channel.value,
-            "customer_address": customer_address,
-            "agent_address": agent_address,
-            "messaging_service_sid": messaging_service_sid,
-            "opted_out": False,
-            "seq": 0,
-            "last_cust_seq": 0,
-            "answered_seq": 0,
-            "version": 0,
-        }
-    )
+) -> dict[str, str]:
+    """What a store script needs to create a session (lib.lua `new_session` fills in the rest)."""
+    return {
+        "id": str(uuid.uuid4()),
+        "customer_id": customer_id,
+        "channel": channel.value,
+        "customer_address": customer_address or "",
+        "agent_address": agent_address or "",
+        "messaging_service_sid": messaging_service_sid or "",
+        "input_fields": json.dumps(dict(input_fields), ensure_ascii=False) if input_fields else "{}",
+        "context": json.dumps(list(context), ensure_ascii=False) if context else "[]",
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,16 +198,14 @@ def ingest(
     fields_in = dict(input_fields or {})
     if profile_name and "name" not in fields_in:
         fields_in["name"] = profile_name
-    new = {
-        "id": str(uuid.uuid4()),
-        "customer_id": customer_id,
-        "channel": channel.value,
-        "customer_address": customer_address or "",
-        "agent_address": agent_address or "",
-        "messaging_service_sid": messaging_service_sid or "",
-        "input_fields": json.dumps(fields_in, ensure_ascii=False) if fields_in else "{}",
-        "context": "[]",
-    }
+    new = new_session(
+        customer_id=customer_id,
+        channel=channel,
+        customer_address=customer_address,
+        input_fields=fields_in,
+        agent_address=agent_address,
+        messaging_service_sid=messaging_service_sid,
+    )
     params = {
         "now_ms": ms,
         "now_iso": iso_from_ms(ms),
@@ -277,7 +262,7 @@ def open_session(
 ) -> Op[OpenResult]:
     ms = now_ms()
     at = iso_from_ms(ms)
-    sid, fields = new_session_fields(
+    new = new_session(
         customer_id=customer_id,
         channel=channel,
         customer_address=customer_address,
@@ -290,7 +275,7 @@ def open_session(
         "customer_id": customer_id,
         "now_ms": ms,
         "now_iso": at,
-        "new_session": {"id": sid, "fields": fields},
+        "new_session": new,
         "welcome": welcome_rest,
     }
     reply = yield Lua("open_session", json.dumps(params, separators=(",", ":")))
@@ -406,21 +391,6 @@ class SessionFilter:
     channel: str | None = None
     q: str | None = None
 
-    def index_names(self) -> dict[str, str]:
-        """Index name per given filter (field in the session hash -> index suffix)."""
-        out: dict[str, str] = {}
-        if self.status:
-            out["status"] = f"status:{self.status}"
-        if self.mode:
-            out["mode"] = f"mode:{self.mode}"
-        if self.help_requested is not None:
-            out["help_requested"] = f"help:{1 if self.help_requested else 0}"
-        if self.channel:
-            out["channel"] = f"channel:{self.channel}"
-        if self.customer_id:
-            out["customer_id"] = f"cust:{self.customer_id}"
-        return out
-
     def field_values(self) -> dict[str, str]:
         out: dict[str, str] = {}
         if self.status:
@@ -434,6 +404,19 @@ class SessionFilter:
         if self.customer_id:
             out["customer_id"] = self.customer_id
         return out
+
+    def index_names(self) -> dict[str, str]:
+        """Index name per given filter (session hash field -> `name:value`, as lib.lua ix_keys)."""
+        return {f: f"{_INDEX_NAME[f]}:{v}" for f, v in self.field_values().items()}
+
+
+_INDEX_NAME = {
+    "status": "status",
+    "mode": "mode",
+    "help_requested": "help",
+    "channel": "channel",
+    "customer_id": "cust",
+}
 
 
 def encode_cursor(score: str, sid: str) -> str:

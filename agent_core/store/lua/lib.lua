@@ -138,8 +138,8 @@ local function sess_write(sid, changes, now_iso)
   return old, new
 end
 
--- The fields of a brand-new session (the Python side has the same list in
--- agent_core/store/sessions.py:new_session_fields, used by open_session).
+-- The fields of a brand-new session; the caller's part comes from
+-- agent_core/store/sessions.py:new_session.
 -- n = {id, customer_id, channel, customer_address, agent_address, messaging_service_sid,
 --      input_fields (JSON text), context (JSON text)}
 local function new_session(n, agent_id, num, state, now_ms, now_iso)

@@ -1,6 +1,6 @@
 -- POST /v1/chat/session: close the customer's open session (if any) and open a new one.
--- ARGV[1] = JSON {agent_id, customer_id, now_ms, now_iso, new_session{id, fields},
---                 welcome (message JSON without opening brace, or ''), summary_task}
+-- ARGV[1] = JSON {agent_id, customer_id, now_ms, now_iso, new_session (see lib.lua
+--                 new_session), welcome (message JSON without opening brace, or '')}
 local a = cjson.decode(ARGV[1])
 local rt = redis.call('HMGET', P .. 'agentrt:' .. a.agent_id, 'status', 'num', 'initial_state')
 if not rt[1] then return {'no_agent'} end
@@ -17,14 +17,6 @@ if prev then
 end
 
 local sid = a.new_session.id
-local f = a.new_session.fields
-for _, kv in ipairs({
-  {'agent_id', a.agent_id}, {'chat_agent_id', rt[2]}, {'current_state', rt[3]},
-  {'activity_ms', a.now_ms}, {'created_at', a.now_iso}, {'last_activity_at', a.now_iso},
-}) do
-  f[#f + 1] = kv[1]
-  f[#f + 1] = kv[2]
-end
-sess_write(sid, f, a.now_iso)
+sess_write(sid, new_session(a.new_session, a.agent_id, rt[2], rt[3], a.now_ms, a.now_iso), a.now_iso)
 if a.welcome ~= '' then msg_append(sid, a.agent_id, a.welcome, a.now_iso) end
 return {'ok', sid, closed}
