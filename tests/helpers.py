@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -18,3 +18,20 @@ def eventually(check: Callable[[], T], timeout: float = 10.0, interval: float = 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
         time.sleep(interval)
+
+
+def send(client: Any, headers: dict[str, str], agent_id: str, text: str, customer: str = "c1", wait: float = 10) -> Any:
+    """A customer message through POST /v1/chat/inbound; returns `data`."""
+    r = client.post(
+        f"/v1/chat/inbound?wait={wait}",
+        json={"agent_uuid": agent_id, "customer_id": customer, "content": text},
+        headers=headers,
+    )
+    assert r.status_code in (200, 202), r.text
+    return r.json()["data"]
+
+
+def thread(client: Any, headers: dict[str, str], sid: str, private: bool = True) -> list[dict[str, Any]]:
+    """A session's messages (with whispers, drafts and tool calls when `private`)."""
+    q = "?include_private=1&limit=200" if private else "?limit=200"
+    return client.get(f"/v1/chat/session/{sid}/messages{q}", headers=headers).json()["data"]["items"]  # type: ignore[no-any-return]

@@ -14,6 +14,7 @@ from agent_core.models import Agent, AgentSpec, Channel, Message, Role, Session,
 from agent_core.prompts import OMITTED_NOTE, PromptInputs, build_messages
 from tests.conftest import LLM_BASE
 from tests.fakes import FakeLLM, completion
+from tests.helpers import send
 
 TOOL_URL = "https://erp.example.com/orders"
 ORDER_TOOL = {
@@ -54,11 +55,6 @@ def tool_then_answer(name: str, args: dict[str, Any]) -> Any:
     return handler
 
 
-def ask(client: TestClient, h: dict[str, str], agent_id: str, text: str) -> dict[str, Any]:
-    r = client.post("/v1/chat/inbound", json={"agent_uuid": agent_id, "customer_id": "c", "content": text}, headers=h)
-    return r.json()["data"]  # type: ignore[no-any-return]
-
-
 def private_tool_calls(client: TestClient, h: dict[str, str], sid: str) -> list[dict[str, Any]]:
     items = client.get(f"/v1/chat/session/{sid}/messages?include_private=1&limit=200", headers=h).json()["data"][
         "items"
@@ -71,7 +67,7 @@ def test_custom_tool_valid_call(client: TestClient, admin: dict[str, str], net: 
     agent = client.post("/v1/agents", json={"name": "Shop", "tools": [ORDER_TOOL]}, headers=admin).json()["data"]
     route = router.post(TOOL_URL).mock(return_value=httpx.Response(200, json={"status": "shipped", "eta": "Friday"}))
     llm.handler = tool_then_answer("lookup_order", {"order_number": "4711"})
-    data = ask(client, admin, agent["id"], "where is order 4711?")
+    data = send(client, admin, agent["id"], "where is order 4711?", customer="c")
     assert data["reply"] == 'tool said: {"status":"shipped","eta":"Friday"}'
     sent = route.calls[0].request
     assert json.loads(sent.content) == {"order_number": "4711"}
@@ -118,7 +114,7 @@ def test_custom_tool_failures_are_reported_to_the_model(
     elif response is not None:
         route.mock(return_value=response)
     llm.handler = tool_then_answer("lookup_order", args)
-    data = ask(client, admin, agent["id"], "order?")
+    data = send(client, admin, agent["id"], "order?", customer="c")
     if expected is None:
         assert data["reply"].startswith("tool said: xxxx") and "[truncated: 1000 more characters]" in data["reply"]
     else:
@@ -163,27 +159,27 @@ def test_multi_prompt_transitions_allowed_and_refused(
     llm, _ = net
     agent = client.post("/v1/agents", json={"name": "Multi", "prompt": MULTI}, headers=admin).json()["data"]
     llm.handler = tool_then_answer("transition", {"state": "closing"})
-    data = ask(client, admin, agent["id"], "hello")
+    data = send(client, admin, agent["id"], "hello", customer="c")
     assert data["state"] == "greeting"
     assert "error: invalid arguments: cannot move to state 'closing'" in data["reply"]
     assert "Greet and find out what they need." in llm.requests[0]["messages"][0]["content"]
     assert "- to 'billing': the customer has a billing question" in llm.requests[0]["messages"][0]["content"]
     llm.requests.clear()
     llm.handler = tool_then_answer("transition", {"state": "billing"})
-    data = ask(client, admin, agent["id"], "my invoice is wrong")
+    data = send(client, admin, agent["id"], "my invoice is wrong", customer="c")
     assert data["state"] == "billing"
     session = client.get(f"/v1/chat/session/{data['session_id']}", headers=admin).json()["data"]
     assert session["current_state"] == "billing"
     llm.requests.clear()
     llm.handler = tool_then_answer("set_field", {"name": "invoice_number", "value": "INV-9"})
-    ask(client, admin, agent["id"], "it is INV-9")
+    send(client, admin, agent["id"], "it is INV-9", customer="c")
     assert "Resolve billing questions." in llm.requests[0]["messages"][0]["content"]
     enum = next(t for t in llm.requests[0]["tools"] if t["function"]["name"] == "transition")
     assert enum["function"]["parameters"]["properties"]["state"]["enum"] == ["greeting"]
     session = client.get(f"/v1/chat/session/{data['session_id']}", headers=admin).json()["data"]
     assert session["metadata"]["state_fields"] == {"invoice_number": "INV-9"}
     llm.handler = lambda body: completion("ok")
-    ask(client, admin, agent["id"], "thanks")
+    send(client, admin, agent["id"], "thanks", customer="c")
     assert "- invoice_number: INV-9" in llm.requests[-1]["messages"][0]["content"]
 
 

@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 from agent_core.store import Store, agents
 from tests import procs
 from tests.fakes import FakeLLM, completion
+from tests.helpers import send
 
 FAQ = """# Returns
 You can return unused items within 30 days of delivery for a full refund. We email a prepaid label.
@@ -29,11 +30,6 @@ def upload(client: TestClient, admin: dict[str, str], text: str = FAQ, name: str
     return r.json()["data"]["id"]  # type: ignore[no-any-return]
 
 
-def ask(client: TestClient, h: dict[str, str], agent_id: str, text: str) -> dict[str, Any]:
-    r = client.post("/v1/chat/inbound", json={"agent_uuid": agent_id, "customer_id": "c", "content": text}, headers=h)
-    return r.json()["data"]  # type: ignore[no-any-return]
-
-
 class TestWithModel:
     @pytest.fixture
     def llm_key(self) -> str:
@@ -46,11 +42,11 @@ class TestWithModel:
         agent = client.post(
             "/v1/agents", json={"name": "A", "knowledge": {"document_ids": [doc]}}, headers=admin
         ).json()["data"]
-        ask(client, admin, agent["id"], "How long does express shipping take?")
+        send(client, admin, agent["id"], "How long does express shipping take?", customer="c")
         system = fake_llm.requests[-1]["messages"][0]["content"]
         assert "Relevant knowledge" in system and "[Help center]" in system
         assert "Express shipping takes 1 to 2 business days" in system
-        ask(client, admin, agent["id"], "Who won the football match yesterday?")
+        send(client, admin, agent["id"], "Who won the football match yesterday?", customer="c")
         assert "Relevant knowledge" not in fake_llm.requests[-1]["messages"][0]["content"]
         assert "search_knowledge" in {t["function"]["name"] for t in fake_llm.requests[-1]["tools"]}
 
@@ -68,7 +64,7 @@ class TestWithModel:
             return completion(None, [("search_knowledge", {"query": "refund prepaid label"})])
 
         fake_llm.handler = handler
-        reply = ask(client, admin, agent["id"], "hello")["reply"]
+        reply = send(client, admin, agent["id"], "hello", customer="c")["reply"]
         assert reply.startswith("found: ") and "prepaid label" in reply and "Help center" in reply
 
     def test_archived_documents_are_no_longer_retrieved(
@@ -78,10 +74,10 @@ class TestWithModel:
         agent = client.post(
             "/v1/agents", json={"name": "A", "knowledge": {"document_ids": [doc]}}, headers=admin
         ).json()["data"]
-        ask(client, admin, agent["id"], "How long does standard shipping take?")
+        send(client, admin, agent["id"], "How long does standard shipping take?", customer="c")
         assert "3 to 5 business days" in fake_llm.requests[-1]["messages"][0]["content"]
         assert client.delete(f"/v1/knowledge/documents/{doc}", headers=admin).status_code == 200
-        ask(client, admin, agent["id"], "How long does standard shipping take?")
+        send(client, admin, agent["id"], "How long does standard shipping take?", customer="c")
         assert "3 to 5 business days" not in fake_llm.requests[-1]["messages"][0]["content"]
 
 
@@ -90,7 +86,7 @@ def test_offline_responder_answers_from_knowledge(client: TestClient, admin: dic
     agent = client.post("/v1/agents", json={"name": "A", "knowledge": {"document_ids": [doc]}}, headers=admin).json()[
         "data"
     ]
-    reply = ask(client, admin, agent["id"], "Can I return an item for a refund?")["reply"]
+    reply = send(client, admin, agent["id"], "Can I return an item for a refund?", customer="c")["reply"]
     assert reply.startswith("Here's what I found in Help center:") and "30 days" in reply
 
 
@@ -133,5 +129,5 @@ def test_demo_agent_knows_the_help_center(
     from gateway.demo import ensure_demo
 
     assert ensure_demo(store) == ensure_demo(store) == "agent_demo"
-    reply = ask(client, admin, "agent_demo", "how much does express shipping cost?")["reply"]
+    reply = send(client, admin, "agent_demo", "how much does express shipping cost?", customer="c")["reply"]
     assert "$14.99" in reply

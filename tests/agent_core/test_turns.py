@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 
 from agent_core.store import Store, sessions
 from tests.fakes import FakeLLM, completion, last_user_text
-from tests.helpers import eventually
+from tests.helpers import eventually, send, thread
 
 
 @pytest.fixture
@@ -26,23 +26,6 @@ def agent(client: TestClient, admin: dict[str, str]) -> dict[str, Any]:
         "llm": {"model": "gpt-4o-mini", "temperature": 0.1},
     }
     return client.post("/v1/agents", json=body, headers=admin).json()["data"]  # type: ignore[no-any-return]
-
-
-def send(
-    client: TestClient, headers: dict[str, str], agent_id: str, text: str, customer: str = "c1", wait: float = 10
-) -> Any:
-    r = client.post(
-        f"/v1/chat/inbound?wait={wait}",
-        json={"agent_uuid": agent_id, "customer_id": customer, "content": text},
-        headers=headers,
-    )
-    assert r.status_code in (200, 202), r.text
-    return r.json()["data"]
-
-
-def thread(client: TestClient, headers: dict[str, str], sid: str, private: bool = True) -> list[dict[str, Any]]:
-    q = "?include_private=1&limit=200" if private else "?limit=200"
-    return client.get(f"/v1/chat/session/{sid}/messages{q}", headers=headers).json()["data"]["items"]  # type: ignore[no-any-return]
 
 
 def test_prompt_has_system_prompt_fields_context_and_thread(

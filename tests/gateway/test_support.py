@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 
 from tests.conftest import drain
 from tests.fakes import FakeLLM, completion
-from tests.helpers import eventually
+from tests.helpers import eventually, send, thread
 
 
 @pytest.fixture
@@ -41,23 +41,6 @@ def cmd(client: TestClient, h: dict[str, str], sid: str, command: str | None = N
 
 def session(client: TestClient, h: dict[str, str], sid: str) -> dict[str, Any]:
     return client.get(f"/v1/chat/session/{sid}", headers=h).json()["data"]  # type: ignore[no-any-return]
-
-
-def thread(client: TestClient, h: dict[str, str], sid: str, private: bool = True) -> list[dict[str, Any]]:
-    q = "?include_private=1&limit=200" if private else "?limit=200"
-    return client.get(f"/v1/chat/session/{sid}/messages{q}", headers=h).json()["data"]["items"]  # type: ignore[no-any-return]
-
-
-def send(
-    client: TestClient, h: dict[str, str], agent_id: str, text: str, customer: str = "c1", wait: float = 10
-) -> Any:
-    r = client.post(
-        f"/v1/chat/inbound?wait={wait}",
-        json={"agent_uuid": agent_id, "customer_id": customer, "content": text},
-        headers=h,
-    )
-    assert r.status_code in (200, 202), r.text
-    return r.json()["data"]
 
 
 def test_takeover_sets_support_mode_and_clears_help(

@@ -20,7 +20,7 @@ from gateway.settings import TwilioSettings
 from tests.channels.twilio.wire import ACCOUNT_SID, AUTH_TOKEN, MESSAGES_PATH, created, sid, sms_form, whatsapp_form
 from tests.conftest import LLM_BASE, PUBLIC_URL, drain
 from tests.fakes import FakeLLM, completion
-from tests.helpers import eventually
+from tests.helpers import eventually, thread
 from tests.twilio_helpers import FakeTwilioREST, post_webhook
 from workers.queues import ALL_QUEUES
 
@@ -79,12 +79,6 @@ def only_session(client: TestClient, admin: dict[str, str]) -> dict[str, Any]:
     items = client.get("/v1/chat/sessions", headers=admin).json()["data"]["items"]
     assert len(items) == 1, items
     return items[0]  # type: ignore[no-any-return]
-
-
-def thread(client: TestClient, admin: dict[str, str], sid_: str) -> list[dict[str, Any]]:
-    return client.get(f"/v1/chat/session/{sid_}/messages?include_private=1&limit=200", headers=admin).json()["data"][
-        "items"
-    ]  # type: ignore[no-any-return]
 
 
 def run_scheduled(ctx: Any) -> None:
