@@ -46,22 +46,13 @@ def create_app() -> Starlette:
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
+    from gateway.cli import server_config
+
     p = argparse.ArgumentParser(prog="python -m bench.baseline")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     args = p.parse_args(argv)
-    # The same server settings as gateway.cli.cmd_web.
-    config = uvicorn.Config(
-        create_app(),
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        access_log=False,
-        loop="auto",
-        http="auto",
-        timeout_graceful_shutdown=10,
-    )
-    uvicorn.Server(config).run()
+    uvicorn.Server(server_config(create_app(), args.host, args.port)).run()
     return 0
 
 

@@ -85,21 +85,14 @@ def create_app(account_sid: str) -> Starlette:
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
+    from gateway.cli import server_config
+
     p = argparse.ArgumentParser(prog="python -m bench.faketwilio")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--account-sid", required=True)
     args = p.parse_args(argv)
-    config = uvicorn.Config(
-        create_app(args.account_sid),
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        access_log=False,
-        loop="auto",
-        http="auto",
-    )
-    uvicorn.Server(config).run()
+    uvicorn.Server(server_config(create_app(args.account_sid), args.host, args.port)).run()
     return 0
 
 

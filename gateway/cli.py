@@ -49,6 +49,23 @@ def _configure_logs(settings: Settings) -> None:
     configure(settings.app.log_level, settings.app.resolved_log_format.value)
 
 
+def server_config(app: Any, host: str, port: int) -> Any:
+    """How `chatgw web` serves: uvloop and httptools when installed, no access log (the
+    benchmarks serve their baselines the same way)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        loop="auto",
+        http="auto",
+        timeout_graceful_shutdown=10,
+    )
+
+
 def cmd_web(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -57,17 +74,7 @@ def cmd_web(args: argparse.Namespace) -> int:
     settings = _settings()
     _configure_logs(settings)
     url = _redis_url(settings)
-    app = create_app(settings, url)
-    config = uvicorn.Config(
-        app,
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        access_log=False,
-        loop="auto",
-        http="auto",
-        timeout_graceful_shutdown=10,
-    )
+    config = server_config(create_app(settings, url), args.host, args.port)
     try:
         uvicorn.Server(config).run()
     except KeyboardInterrupt:
