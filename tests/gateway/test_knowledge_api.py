@@ -301,3 +301,16 @@ def test_roles(client: TestClient, admin: dict[str, str], operator: dict[str, st
     assert search(client, operator, **body)[0]["document_id"] == doc["id"]
     assert client.post(DOCS, json={"name": "c.txt", "text": "x"}).status_code == 401
     assert data(client.get(f"{DOCS}/{doc['id']}", headers=admin))["archived"] is False
+
+
+def test_uploads_may_exceed_the_general_body_limit(
+    client: TestClient, admin: dict[str, str], api: dict[str, str]
+) -> None:
+    """MAX_BODY_BYTES (1 MiB) guards every endpoint but document uploads, which have their own limit."""
+    text = store_directory(1_500_000)
+    assert len(text.encode()) > 1024 * 1024
+    upload = client.post(DOCS, files={"file": ("directory.md", text.encode(), "text/markdown")}, headers=admin)
+    assert upload.status_code == 200, upload.text
+    assert data(upload)["status"] == "indexing"
+    chat = client.post("/v1/chat/inbound", json={"agent_uuid": "a", "customer_id": "c", "content": text}, headers=api)
+    assert chat.status_code == 413
