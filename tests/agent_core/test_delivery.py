@@ -3,7 +3,7 @@ in tests/gateway/test_twilio.py)."""
 
 from __future__ import annotations
 
-from itertools import pairwise
+import time
 from typing import Any
 
 import pytest
@@ -47,18 +47,32 @@ def pending_reply(store: Store, customer: str, text: str = "hello") -> tuple[str
     return res.session_id, reply["id"]
 
 
+def now_ms() -> int:
+    """The wall clock as the throttle reads it; readings around a call bracket the call's own reading."""
+    return int(time.time() * 1000)
+
+
 def test_sender_throttle_spaces_sends(store: Store) -> None:
-    sleeps: list[float] = []
-    config = delivery.DeliveryConfig(status_callback_url=None, messages_per_second=2.0, max_wait_s=5)
+    # 0.1/s: one slot every 10 s, far longer than a call takes, so all four sends fall in one burst.
+    interval_ms = 10_000
+    config = delivery.DeliveryConfig(status_callback_url=None, messages_per_second=0.1, max_wait_s=60)
     recorder = Recorder()
     senders: dict[str, Any] = {"sms": recorder}
+    sleeps: list[float] = []
+    windows: list[tuple[int, int]] = []
     for i in range(4):
         sid, mid = pending_reply(store, f"+1555000000{i}")
+        start = now_ms()
         assert delivery.deliver(store, senders, config, sid, mid, sleep=sleeps.append) == "sent"
+        windows.append((start, now_ms()))
     assert len(recorder.sent) == 4
-    # Reservations are 500 ms apart: the first goes at once, the others wait their turn.
-    assert sleeps[0] > 0 and all(b > a for a, b in pairwise(sleeps))
-    assert 1.2 <= sleeps[-1] <= 1.6
+    # The first send goes at once; send i waits until slot i, `interval_ms` after slot i - 1. The
+    # throttle read the clock inside each call's window, so each wait lies within these bounds.
+    assert len(sleeps) == 3
+    (first_start, first_end), *later = windows
+    for i, (waited, (start, end)) in enumerate(zip(sleeps, later, strict=True), start=1):
+        slot_earliest, slot_latest = first_start + i * interval_ms, first_end + i * interval_ms
+        assert slot_earliest - end <= round(waited * 1000) <= slot_latest - start
 
 
 def test_a_wait_beyond_the_limit_is_rescheduled_not_slept(store: Store) -> None:
@@ -66,16 +80,25 @@ def test_a_wait_beyond_the_limit_is_rescheduled_not_slept(store: Store) -> None:
     recorder = Recorder()
     senders: dict[str, Any] = {"sms": recorder}
     sid, mid = pending_reply(store, "+15550000009")
+    first_start = now_ms()
     assert delivery.deliver(store, senders, config, sid, mid) == "sent"
+    first_end = now_ms()
+    # The next slot is 10 s after the first send; a retry is due exactly then.
+    slot_earliest, slot_latest = first_start + 10_000, first_end + 10_000
     sid2, mid2 = pending_reply(store, "+15550000008")
     slept: list[float] = []
+    start = now_ms()
     with pytest.raises(delivery.Throttled) as info:
         delivery.deliver(store, senders, config, sid2, mid2, sleep=slept.append)
-    assert 9 < info.value.retry_after <= 10 and slept == []
-    # Nothing was reserved for the throttled attempt: the next slot is still 10 s after the first.
+    end = now_ms()
+    assert slept == []
+    assert slot_earliest - end <= round(info.value.retry_after * 1000) <= slot_latest - start
+    # Nothing was reserved for the throttled attempt: the next slot is still the same one.
+    start = now_ms()
     with pytest.raises(delivery.Throttled) as again:
         delivery.deliver(store, senders, config, sid2, mid2)
-    assert again.value.retry_after <= info.value.retry_after
+    end = now_ms()
+    assert slot_earliest - end <= round(again.value.retry_after * 1000) <= slot_latest - start
     assert len(recorder.sent) == 1
 
 

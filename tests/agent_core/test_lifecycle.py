@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 from typing import Any
 
+import pytest
 from starlette.testclient import TestClient
 
 from agent_core import lifecycle
 from agent_core.store import Store
 from tests.agent_core.test_counters import assert_consistent
 from tests.conftest import drain
+from tests.fakes import FakeLLM, completion
+from tests.helpers import eventually, thread
 
 
 def make_agent(client: TestClient, admin: dict[str, str], dormant: int = 60, close: int = 600) -> dict[str, Any]:
@@ -83,15 +87,35 @@ def test_message_after_close_starts_a_new_session_and_memory_carries_over(
     assert jobs.task_sweep() == 0
 
 
+@pytest.mark.parametrize("llm_key", ["sk-test"], ids=["openai"])
 def test_close_never_waits_for_the_llm(
-    client: TestClient, admin: dict[str, str], operator: dict[str, str], store: Store
+    client: TestClient, admin: dict[str, str], operator: dict[str, str], fake_llm: FakeLLM, workers: Any
 ) -> None:
+    summary_requested, release = threading.Event(), threading.Event()
+
+    def handler(body: dict[str, Any]) -> dict[str, Any]:
+        if body["messages"][0]["content"] != lifecycle.SUMMARY_PROMPT:
+            return completion("Sorry about that, it ships tomorrow.")
+        summary_requested.set()
+        # The summary's LLM call answers only once the test lets it: a close that waited for it
+        # would still be running (and then show the summary) when the test looks.
+        release.wait(10)
+        return completion("The customer's order 77 was late; we said it ships tomorrow.")
+
+    fake_llm.handler = handler
     agent = make_agent(client, admin)
-    sid = client.post("/v1/chat/session", json={"agent_uuid": agent["id"], "customer_id": "c"}, headers=admin).json()[
-        "data"
-    ]["id"]
-    r = client.post(f"/v1/chat/session/{sid}/support", json={"command": "close"}, headers=operator)
-    assert r.status_code == 200 and get(client, admin, sid)["summary"] is None
+    sid = inbound(client, admin, agent["id"], "my order 77 is late")["session_id"]
+    eventually(lambda: [m["role"] for m in thread(client, admin, sid, private=False)] == ["customer", "agent"])
+    try:
+        r = client.post(f"/v1/chat/session/{sid}/support", json={"command": "close"}, headers=operator)
+        assert r.status_code == 200, r.text
+        assert summary_requested.wait(10), "closing never asked the LLM for a summary"
+        s = get(client, admin, sid)
+        assert (s["status"], s["closed_reason"], s["summary"]) == ("closed", "closed_by_operator", None)
+    finally:
+        release.set()
+    summary = eventually(lambda: get(client, admin, sid)["summary"])
+    assert summary == "The customer's order 77 was late; we said it ships tomorrow."
 
 
 def test_counters_equal_a_recount_after_random_commands_and_sweeps(

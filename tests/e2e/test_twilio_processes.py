@@ -4,6 +4,7 @@ Twilio REST server (no respx across processes), its status callback signed and s
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 import urllib.parse
 from pathlib import Path
@@ -51,6 +52,15 @@ class FakeTwilio:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(5)
+
+
+def stopped(proc: subprocess.Popen[bytes]) -> int | None:
+    """Stop `proc` without raising (cleanup must not hide the test's own failure): its exit code on
+    SIGTERM, or None if it did not stop in time and had to be killed."""
+    try:
+        return procs.stop(proc)
+    except AssertionError:
+        return None
 
 
 def test_sms_round_trip_through_real_processes(tmp_path: Path, redis_url: str) -> None:
@@ -115,5 +125,7 @@ def test_sms_round_trip_through_real_processes(tmp_path: Path, redis_url: str) -
             msgs = httpx.get(public + f"/v1/chat/session/{session['id']}/messages", headers=h).json()["data"]["items"]
             assert msgs[-1]["delivery"]["status"] == "delivered"
         finally:
-            assert procs.stop(worker) == 0
-            assert procs.stop(web) in (0, -signal.SIGTERM)
+            exit_codes = {"worker": stopped(worker), "web": stopped(web)}
+    # Asserted after the cleanup, not inside it, so a failure above is reported as itself.
+    assert exit_codes["worker"] == 0, exit_codes
+    assert exit_codes["web"] in (0, -signal.SIGTERM), exit_codes

@@ -30,11 +30,21 @@ def live(settings: Any, redis_url: str, ctx: Any) -> Iterator[str]:
     thread.join(5)
 
 
-def read_events(url: str, headers: dict[str, str], want: int, out: list[tuple[str, dict[str, Any]]]) -> None:
+def read_events(
+    url: str,
+    headers: dict[str, str],
+    want: int,
+    out: list[tuple[str, dict[str, Any]]],
+    connected: threading.Event | None = None,
+) -> None:
+    """Collect `want` events into `out`; `connected` is set once the stream is open (it opens with
+    its `retry:` line, sent only after the server subscribed to the session's notices)."""
     with httpx.stream("GET", url, headers=headers, timeout=20) as r:
         event = None
         for line in r.iter_lines():
-            if line.startswith("event: "):
+            if line.startswith("retry: ") and connected is not None:
+                connected.set()
+            elif line.startswith("event: "):
                 event = line[7:]
             elif line.startswith("data: ") and event:
                 out.append((event, json.loads(line[6:])))
@@ -50,14 +60,12 @@ def test_stream_carries_messages_and_session_changes(
         live + "/v1/chat/session", json={"agent_uuid": agent["id"], "customer_id": "c"}, headers=api
     ).json()["data"]["id"]
     got: list[tuple[str, dict[str, Any]]] = []
+    connected = threading.Event()
     reader = threading.Thread(
-        target=read_events, args=(f"{live}/v1/chat/session/{sid}/events", api, 3, got), daemon=True
+        target=read_events, args=(f"{live}/v1/chat/session/{sid}/events", api, 3, got, connected), daemon=True
     )
     reader.start()
-    eventually(lambda: httpx.get(live + "/readyz").json()["data"] is not None)
-    import time
-
-    time.sleep(0.3)
+    assert connected.wait(10), "the event stream did not open"
     httpx.post(
         live + "/v1/chat/inbound",
         json={"agent_uuid": agent["id"], "customer_id": "c", "content": "hello"},
