@@ -17,11 +17,8 @@ from typing import Any
 import httpx
 
 from agent_core.models import Agent
-from agent_core.store import Cmd, Store, keys
-from agent_core.store.runner import Op
+from agent_core.store import Store, outbox
 
-OUTBOX = keys.P + "outbox"
-PROCESSING = keys.P + "outbox:processing"
 PUMP_BATCH = 500
 TIMEOUT_S = 10.0
 
@@ -48,32 +45,13 @@ def verify_signature(secret: str, body: bytes, header: str, tolerance_s: int = 3
     return hmac.compare_digest(expected, parts.get("v1", ""))
 
 
-def _move(limit: int) -> Op[list[str]]:
-    out = []
-    for _ in range(limit):
-        item = yield Cmd("LMOVE", OUTBOX, PROCESSING, "LEFT", "RIGHT")
-        if item is None:
-            break
-        out.append(item)
-    return out
-
-
-def _leftovers() -> Op[list[str]]:
-    items = yield Cmd("LRANGE", PROCESSING, 0, -1)
-    return list(items)
-
-
-def _ack(item: str) -> Op[None]:
-    yield Cmd("LREM", PROCESSING, 1, item)
-
-
-def pump(store: Store, enqueue: Callable[[str], None]) -> int:
+def pump(store: Store, enqueue: Callable[[str], object]) -> int:
     """Queue a delivery job per outboxed event. Run by one process at a time (scheduler lock);
     anything left in `processing` is from a pump that died mid-way and is queued again."""
-    moved = store.run(_leftovers()) + store.run(_move(PUMP_BATCH))
+    moved = store.run(outbox.unacknowledged()) + store.run(outbox.take(PUMP_BATCH))
     for item in moved:
         enqueue(item)
-        store.run(_ack(item))
+        store.run(outbox.acknowledge(item))
     return len(moved)
 
 

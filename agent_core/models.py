@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Re-exported: the domain's view of the channel-neutral models.
+from channels.models import Channel as Channel
+from channels.models import DeliveryStatus as DeliveryStatus
+from channels.models import Keyword
+from channels.models import Media as Media
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
@@ -31,6 +38,15 @@ def now_iso() -> str:
 
 def iso_from_ms(ms: int) -> str:
     return iso(datetime.fromtimestamp(ms / 1000, UTC))
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def ms_from_iso(stamp: str) -> float:
+    """Milliseconds since the epoch of one of our timestamps (or any ISO-8601 with an offset)."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000
 
 
 def new_id(prefix: str) -> str:
@@ -60,10 +76,31 @@ class Role(StrEnum):
 PUBLIC_ROLES = frozenset({Role.customer, Role.agent, Role.operator})
 
 
-class Channel(StrEnum):
-    sms = "sms"
-    whatsapp = "whatsapp"
-    api = "api"
+class MessageKind(StrEnum):
+    """What a message is, beyond its role: carrier keywords (never answered by the AI), the
+    welcome, operator command records, the hand-back note, tool calls, suppressed drafts."""
+
+    help = Keyword.HELP.value
+    optout = Keyword.OPTOUT.value
+    optin = Keyword.OPTIN.value
+    welcome = "welcome"
+    command = "command"
+    handback = "handback"
+    tool_call = "tool_call"
+    draft = "draft"
+
+    @property
+    def keyword(self) -> bool:
+        return self in (MessageKind.help, MessageKind.optout, MessageKind.optin)
+
+
+class ContentType(StrEnum):
+    """Knowledge document formats (SPEC §3)."""
+
+    plain = "text/plain"
+    markdown = "text/markdown"
+    csv = "text/csv"
+    html = "text/html"
 
 
 class AgentStatus(StrEnum):
@@ -372,18 +409,26 @@ class Session(BaseModel):
     def unanswered(self) -> bool:
         return self.last_cust_seq > self.answered_seq
 
+    def outside_window(self, now_s: float | None = None) -> bool:
+        """Whether free text may no longer go to the customer on this channel (WhatsApp's
+        24-hour customer service window since their last message; templates still may)."""
+        window = self.channel.capabilities.session_window_s
+        if window is None:
+            return False
+        if not self.last_customer_message_at:
+            return True
+        now = now_s if now_s is not None else time.time()
+        return now - ms_from_iso(self.last_customer_message_at) / 1000 > window
 
-class Media(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    url: str
-    content_type: str | None = None
+    def window_refusal(self) -> str:
+        caps = self.channel.capabilities
+        return f"outside the {caps.label} {(caps.session_window_s or 0) // 3600}-hour window"
 
 
 class Delivery(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    status: str
+    status: DeliveryStatus
     error_code: int | None = None
     error_message: str | None = None
     updated_at: str
@@ -405,7 +450,7 @@ class Message(BaseModel):
     parts: int | None = None
     in_reply_to: int | None = None
     private: bool = False
-    kind: str | None = None
+    kind: MessageKind | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
 
     @property

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from agent_core.llm.base import Passage
-from agent_core.models import Agent, Channel, Message, MultiPrompt, Role, Session
+from agent_core.models import Agent, Channel, Message, MessageKind, MultiPrompt, Role, Session
 
 CHARS_PER_TOKEN = 4
 OMITTED_NOTE = "(Earlier messages of this conversation are omitted for length.)"
@@ -81,7 +81,7 @@ def thread_messages(thread: Sequence[Message]) -> list[dict[str, Any]]:
     """The conversation as chat messages; operator turns are marked so the model knows."""
     out: list[dict[str, Any]] = []
     for msg in thread:
-        if msg.role is Role.customer and msg.kind not in ("help", "optout", "optin"):
+        if msg.role is Role.customer and not (msg.kind and msg.kind.keyword):
             text = "\n".join(p for p in (msg.text, media_note(msg)) if p)
             out.append({"role": "user", "content": text or "(empty message)"})
         elif msg.role is Role.agent and not msg.private:
@@ -89,7 +89,7 @@ def thread_messages(thread: Sequence[Message]) -> list[dict[str, Any]]:
         elif msg.role is Role.operator:
             who = msg.author or "a human operator"
             out.append({"role": "assistant", "content": f"[Sent by human operator {who}] {msg.text}"})
-        elif msg.role is Role.system and msg.kind == "handback":
+        elif msg.role is Role.system and msg.kind is MessageKind.handback:
             out.append(
                 {
                     "role": "system",

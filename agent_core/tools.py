@@ -24,7 +24,6 @@ class Actions:
     end_reason: str | None = None
     state: str | None = None
     state_fields: dict[str, Any] = field(default_factory=dict)
-    call_request: dict[str, Any] | None = None
 
 
 @dataclass

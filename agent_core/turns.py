@@ -9,24 +9,33 @@ a job of its own. A worker that dies leaves an expired lease; the watchdog reque
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import httpx
 
 from agent_core import http_tools, intents
-from agent_core.llm.base import LLMError, LLMProvider, LLMRequest, Passage, ToolCall
-from agent_core.models import Agent, Channel, Message, Role, Session, SessionMode, SessionStatus, now_iso
+from agent_core.llm.base import LLMError, LLMProvider, LLMRequest, Passage, ToolCall, ToolSpec
+from agent_core.models import (
+    Agent,
+    Message,
+    MessageKind,
+    OnHelpRequested,
+    Role,
+    Session,
+    SessionMode,
+    SessionStatus,
+    ms_from_iso,
+    now_iso,
+)
 from agent_core.prompts import PromptInputs, build_messages
-from agent_core.store import Batch, Cmd, Store, TurnJob, agents, keys, sessions
-from agent_core.store.runner import Op
-from agent_core.support import whispers_key
+from agent_core.store import Change, Op, Store, Work, agents, messages, notices, sessions
 from agent_core.tools import (
     BUILTINS,
     Actions,
@@ -45,7 +54,6 @@ MAX_TOOL_ROUNDS = 4
 THREAD_WINDOW = 60
 TOOL_RESULT_LIMIT = 4_000
 APOLOGY = "Sorry — I'm having trouble answering right now. A member of our team will follow up with you shortly."
-DELIVERY_GRACE_MS = 120_000
 HOLD_MESSAGE = "Thanks — I've asked a member of our team to join. A person will reply here shortly."
 
 ProviderFor = Callable[[Agent], tuple[LLMProvider, str]]
@@ -54,11 +62,22 @@ Retrieve = Callable[[Agent, str], list[Passage]]
 MemoryFor = Callable[[Agent, Session], list[str]]
 
 
+class TurnOutcome(StrEnum):
+    """What a turn (or one round of it) did, for logs and tests."""
+
+    busy = "busy"  # another job holds the session's turn; it answers everything
+    idle = "idle"  # nothing for the AI to answer
+    gone = "gone"  # the session no longer exists
+    again = "again"  # look again: a debounce wait ended, or a newer message arrived
+    replied = "replied"
+    silent = "silent"  # the model only used tools
+    suppressed = "suppressed"  # the session moved on (SPEC §4.3); kept as a draft
+
+
 @dataclass
 class TurnDeps:
     store: Store
     provider_for: ProviderFor
-    make_job: Callable[[], TurnJob]
     deliver: Deliver | None = None
     retrieve: Retrieve | None = None
     memory_for: MemoryFor | None = None
@@ -116,33 +135,21 @@ class Generated:
     error: str | None = None
 
 
-def notify(session: Session, kind: str, **payload: Any) -> Cmd:
-    body = {"type": kind, "session_id": session.id, "agent_id": session.agent_id, **payload}
-    return Cmd("PUBLISH", keys.NOTIFY_TURNS, json.dumps(body, ensure_ascii=False, separators=(",", ":")))
-
-
-def eligible(agent: Agent, session: Session) -> bool:
-    """Would the AI speak in this session now (SPEC §4.2)?"""
-    if session.status is SessionStatus.closed or session.mode is not SessionMode.ai or session.opted_out:
-        return False
-    return not (session.help_requested and agent.on_help_requested.value == "hold")
-
-
-def run_turn(deps: TurnDeps, sid: str) -> str:
-    """Entry point of a turn job. Returns what happened (for logs and tests)."""
+def run_turn(deps: TurnDeps, sid: str) -> TurnOutcome:
+    """Entry point of a turn job."""
     store = deps.store
     token = uuid.uuid4().hex
     if not store.run(sessions.acquire_turn(sid, token, deps.lock_ttl_ms)):
         # Another job holds the session; it loops until nothing is left, so this one is done.
-        return "busy"
+        return TurnOutcome.busy
     if deps.leases:
         deps.leases.add(sid, token)
-    outcome = "idle"
+    outcome = TurnOutcome.idle
     finished = False
     try:
         for _ in range(MAX_ROUNDS):
             outcome = _round(deps, sid)
-            if outcome == "again":
+            if outcome is TurnOutcome.again:
                 continue
             # Releases slot and lock and publishes the final notice (lua/finish_turn.lua).
             if store.run(sessions.finish_turn(sid, token)) is not None:
@@ -156,64 +163,98 @@ def run_turn(deps: TurnDeps, sid: str) -> str:
             store.run(sessions.release_turn(sid, token))
 
 
-def _reply_notice(session: Session, reply: Message) -> Op[Any]:
-    """Tells waiting requests a reply is stored (the final notice comes from finish_turn.lua)."""
-    yield notify(
-        session,
-        "turn",
-        final=False,
-        answered_upto=session.answered_seq,
-        reply=reply.text,
-        reply_seq=reply.seq,
-        mode=session.mode.value,
-        help_requested=session.help_requested,
-        state=session.current_state,
-        status=session.status.value,
-    )
-
-
-def _round(deps: TurnDeps, sid: str) -> str:
+def _round(deps: TurnDeps, sid: str) -> TurnOutcome:
     store = deps.store
-    session = store.run(sessions.get(sid))
+    session, eligible = store.run(sessions.get_for_turn(sid))
     if session is None:
-        return "gone"
+        return TurnOutcome.gone
     agent = store.run(agents.get_cached(session.agent_id))
-    if agent is None or not eligible(agent, session) or not session.unanswered:
-        return "idle"
+    if agent is None or not eligible or not session.unanswered:
+        return TurnOutcome.idle
     debounce_ms = agent.debounce_for(session.channel)
     if debounce_ms and session.last_customer_message_at:
-        quiet_for = _ms_since(session.last_customer_message_at)
+        quiet_for = time.time() * 1000 - ms_from_iso(session.last_customer_message_at)
         if quiet_for < debounce_ms:
             deps.sleep((debounce_ms - quiet_for) / 1000)
-            return "again"
-    thread, guidance = store.run(_context(sid, session.seq))
+            return TurnOutcome.again
+    thread, guidance = store.run(messages.thread_and_whispers(sid, session.seq, THREAD_WINDOW))
     generated = generate(deps, agent, session, thread, guidance)
     return commit_reply(deps, agent, session, generated)
-
-
-def _context(sid: str, seq: int) -> Op[tuple[list[Message], list[str]]]:
-    """The recent thread and the whispers, in one round trip."""
-    start = max(1, seq - THREAD_WINDOW + 1)
-    raws, whisper_raws = yield Batch(
-        Cmd("HMGET", keys.messages(sid), *range(start, seq + 1)) if seq else Cmd("ECHO", ""),
-        Cmd("LRANGE", whispers_key(sid), 0, -1),
-    )
-    thread = [sessions.parse_message(r) for r in (raws if seq else []) if r]
-    return thread, [json.loads(r)["text"] for r in whisper_raws]
-
-
-def _ms_since(iso_ts: str) -> float:
-    from datetime import datetime
-
-    then = datetime.fromisoformat(iso_ts.replace("Z", "+00:00"))
-    return (time.time() - then.timestamp()) * 1000
 
 
 def unanswered_text(session: Session, thread: list[Message]) -> str:
     return "\n".join(
         m.text
         for m in thread
-        if m.role is Role.customer and m.seq > session.answered_seq and m.kind not in ("help", "optout", "optin")
+        if m.role is Role.customer and m.seq > session.answered_seq and not (m.kind and m.kind.keyword)
+    )
+
+
+@dataclass
+class _Conversation:
+    """One generation in progress: the chat so far, the tools offered, what they did."""
+
+    chat: list[dict[str, Any]]
+    registry: Mapping[str, BuiltinTool]
+    tools: list[ToolSpec]
+    ctx: ToolContext
+    passages: list[Passage]
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def request(self, agent: Agent, model: str, round_no: int) -> LLMRequest:
+        return LLMRequest(
+            model=model,
+            messages=self.chat,
+            tools=self.tools,
+            tool_choice="auto" if round_no < MAX_TOOL_ROUNDS else "none",
+            temperature=agent.llm.temperature,
+            max_tokens=agent.llm.max_tokens,
+            passages=self.passages,
+        )
+
+    def run_tools(self, text: str | None, calls: list[ToolCall], at: str) -> None:
+        """Answer the model's tool calls in the chat and record each in the thread."""
+        self.chat.append(
+            {
+                "role": "assistant",
+                "content": text,
+                "tool_calls": [
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                    for c in calls
+                ],
+            }
+        )
+        for call in calls:
+            result, ok = _run_tool(self.registry, self.ctx, call)
+            self.chat.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": result})
+            self.records.append(
+                sessions.new_message(
+                    Role.system,
+                    f"{call.name}({call.arguments})",
+                    created_at=at,
+                    private=True,
+                    kind=MessageKind.tool_call,
+                    meta={"tool": call.name, "arguments": call.arguments, "result": result, "ok": ok},
+                )
+            )
+
+
+def _converse(
+    deps: TurnDeps, agent: Agent, session: Session, thread: list[Message], guidance: list[str], question: str
+) -> _Conversation:
+    """The prompt (SPEC §9) and the tools offered for this turn."""
+    passages = deps.retrieve(agent, question) if deps.retrieve and question else []
+    memory = deps.memory_for(agent, session) if deps.memory_for and agent.memory.enabled else []
+    inputs = PromptInputs(
+        agent=agent, session=session, thread=thread, memory=memory, passages=passages, whispers=guidance
+    )
+    registry = {**deps.tools, **(http_tools.registry(agent, deps.http) if deps.http else {})}
+    return _Conversation(
+        chat=build_messages(inputs),
+        registry=registry,
+        tools=offered_tools(agent, session, registry),
+        ctx=ToolContext(agent=agent, session=session, actions=Actions()),
+        passages=passages,
     )
 
 
@@ -221,65 +262,29 @@ def generate(deps: TurnDeps, agent: Agent, session: Session, thread: list[Messag
     """Run the model with tools (capped rounds) and return the reply with requested actions."""
     provider, model = deps.provider_for(agent)
     question = unanswered_text(session, thread)
-    passages = deps.retrieve(agent, question) if deps.retrieve and question else []
-    memory = deps.memory_for(agent, session) if deps.memory_for and agent.memory.enabled else []
-    inputs = PromptInputs(
-        agent=agent, session=session, thread=thread, memory=memory, passages=passages, whispers=guidance
-    )
-    chat = build_messages(inputs)
-    registry = {**deps.tools, **(http_tools.registry(agent, deps.http) if deps.http else {})}
-    tools = offered_tools(agent, session, registry)
-    actions = Actions()
-    ctx = ToolContext(agent=agent, session=session, actions=actions)
-    records: list[dict[str, Any]] = []
+    conv = _converse(deps, agent, session, thread, guidance, question)
+    actions = conv.ctx.actions
     at = now_iso()
     for round_no in range(MAX_TOOL_ROUNDS + 1):
-        request = LLMRequest(
-            model=model,
-            messages=chat,
-            tools=tools,
-            tool_choice="auto" if round_no < MAX_TOOL_ROUNDS else "none",
-            temperature=agent.llm.temperature,
-            max_tokens=agent.llm.max_tokens,
-            passages=passages,
-        )
         try:
-            response = provider.complete(request)
+            response = provider.complete(conv.request(agent, model, round_no))
         except LLMError as exc:
             log.warning("llm failed for session %s: %s", session.id, exc)
             actions.help_reason = "llm_error"
-            return Generated(APOLOGY, actions, records, error=str(exc))
+            return Generated(APOLOGY, actions, conv.records, error=str(exc))
         if not response.tool_calls or round_no == MAX_TOOL_ROUNDS:
-            text = (response.text or "").strip()
-            by_keyword = _keyword_fallback(agent, question, actions)
-            if agent.on_help_requested.value == "hold" and actions.help_reason and not session.help_requested:
-                # Under `hold` the AI goes silent after this reply, so it must say a person is coming.
-                text = text if text and not by_keyword else HOLD_MESSAGE
-            return Generated(text, actions, records)
-        chat.append(
-            {
-                "role": "assistant",
-                "content": response.text,
-                "tool_calls": [
-                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                    for c in response.tool_calls
-                ],
-            }
-        )
-        for call in response.tool_calls:
-            result, ok = _run_tool(registry, ctx, call)
-            chat.append({"role": "tool", "tool_call_id": call.id, "name": call.name, "content": result})
-            records.append(
-                sessions.new_message(
-                    "system",
-                    f"{call.name}({call.arguments})",
-                    created_at=at,
-                    private=True,
-                    kind="tool_call",
-                    meta={"tool": call.name, "arguments": call.arguments, "result": result, "ok": ok},
-                )
-            )
+            return Generated(_final_text(agent, session, question, actions, response.text), actions, conv.records)
+        conv.run_tools(response.text, response.tool_calls, at)
     raise AssertionError("unreachable: the last round forbids tools")
+
+
+def _final_text(agent: Agent, session: Session, question: str, actions: Actions, text: str | None) -> str:
+    reply = (text or "").strip()
+    by_keyword = _keyword_fallback(agent, question, actions)
+    if agent.on_help_requested is OnHelpRequested.hold and actions.help_reason and not session.help_requested:
+        # Under `hold` the AI goes silent after this reply, so it must say a person is coming.
+        return reply if reply and not by_keyword else HOLD_MESSAGE
+    return reply
 
 
 def _keyword_fallback(agent: Agent, question: str, actions: Actions) -> bool:
@@ -306,11 +311,11 @@ def _run_tool(registry: Mapping[str, BuiltinTool], ctx: ToolContext, call: ToolC
 
 def _reply_message(session: Session, generated: Generated, at: str) -> dict[str, Any]:
     extra: dict[str, Any] = {"in_reply_to": session.last_cust_seq}
-    if session.channel is not Channel.api:
+    if session.channel.delivered:
         extra["delivery"] = {"status": "pending", "updated_at": at}
     if generated.error:
         extra["meta"] = {"llm_error": generated.error[:500]}
-    return sessions.new_message("agent", generated.text, created_at=at, **extra)
+    return sessions.new_message(Role.agent, generated.text, created_at=at, **extra)
 
 
 def _suppression(seen: Session, current: Session) -> str | None:
@@ -325,69 +330,75 @@ def _suppression(seen: Session, current: Session) -> str | None:
     return None
 
 
-def commit_reply(deps: TurnDeps, agent: Agent, seen: Session, generated: Generated) -> str:
+@dataclass
+class _ReplyPlan:
+    """What commit_reply decided from the session it read last."""
+
+    outcome: TurnOutcome = TurnOutcome.replied
+    reply: dict[str, Any] | None = None
+    changes: dict[str, Any] = field(default_factory=dict)
+
+
+def commit_reply(deps: TurnDeps, agent: Agent, seen: Session, generated: Generated) -> TurnOutcome:
     """Store the reply unless the session moved on (SPEC §4.3); deliver it if stored."""
-    store = deps.store
-    for _ in range(20):
-        current = store.run(sessions.get(seen.id))
-        if current is None:
-            return "gone"
+    decided = _ReplyPlan()
+
+    def plan(current: Session) -> Change:
         at = now_iso()
         reason = _suppression(seen, current)
         if reason is not None:
             draft = sessions.new_message(
-                "agent", generated.text, created_at=at, private=True, kind="draft", meta={"suppressed": reason}
+                Role.agent,
+                generated.text,
+                created_at=at,
+                private=True,
+                kind=MessageKind.draft,
+                meta={"suppressed": reason},
             )
-            res = store.run(
-                sessions.commit(current.id, expect_version=current.version, messages=[*generated.records, draft])
-            )
-            if res.status == "conflict":
-                continue
-            return "again" if reason == "newer_message" else "suppressed"
-        changes, extra_zadd = _action_changes(agent, current, generated.actions, at)
+            decided.outcome = TurnOutcome.again if reason == "newer_message" else TurnOutcome.suppressed
+            decided.reply = None
+            return Change(messages=[*generated.records, draft])
+        decided.changes, work = _action_changes(agent, current, generated.actions, at)
         if not generated.text:
             # Nothing to say (the model only used tools): record the effects, answer nothing.
-            res = store.run(
-                sessions.commit(
-                    current.id,
-                    expect_version=current.version,
-                    messages=generated.records,
-                    set=changes,
-                    answer=True,
-                    zadd=extra_zadd,
-                )
-            )
-            if res.status == "conflict":
-                continue
-            return "silent"
-        reply = _reply_message(current, generated, at)
-        if current.channel is not Channel.api:
+            decided.outcome, decided.reply = TurnOutcome.silent, None
+            return Change(messages=generated.records, set=decided.changes, answer=True, work=work)
+        decided.outcome, decided.reply = TurnOutcome.replied, _reply_message(current, generated, at)
+        if current.channel.delivered:
             # Delivered inline below; if this worker dies first, the task sweep delivers it.
-            task = f"deliver:{current.id}:{reply['id']}"
-            extra_zadd.append((keys.TASKS, time.time() * 1000 + DELIVERY_GRACE_MS, task))
-        res = store.run(
-            sessions.commit(
-                current.id,
-                expect_version=current.version,
-                messages=[*generated.records, reply],
-                set=changes,
-                touch=True,
-                answer=True,
-                zadd=extra_zadd,
-            )
+            work.append(Work.deliver(current.id, decided.reply["id"]).done_inline())
+        return Change(
+            messages=[*generated.records, decided.reply], set=decided.changes, touch=True, answer=True, work=work
         )
-        if res.status == "conflict":
-            continue
-        if not res.ok:
-            return res.status
-        # What was written is known: no need to read it back.
-        stored = Message.model_validate({**reply, "seq": res.seqs[-1], "session_id": current.id})
-        after = _after(current, changes, res.version)
-        store.run(_reply_notice(after, stored))
-        if deps.deliver and after.channel is not Channel.api:
-            deps.deliver(after, stored)
-        return "replied"
-    raise RuntimeError(f"session {seen.id} kept changing; reply not stored")
+
+    res = deps.store.run(sessions.update(seen.id, plan))
+    if res.session is None or res.result is None:
+        return TurnOutcome.gone
+    if decided.reply is None or not res.result.ok:
+        return decided.outcome
+    # What was written is known: no need to read it back.
+    stored = Message.model_validate({**decided.reply, "seq": res.result.seqs[-1], "session_id": seen.id})
+    after = _after(res.session, decided.changes, res.result.version)
+    deps.store.run(_reply_notice(after, stored))
+    if deps.deliver and after.channel.delivered:
+        deps.deliver(after, stored)
+    return TurnOutcome.replied
+
+
+def _reply_notice(session: Session, reply: Message) -> Op[None]:
+    """Tells waiting requests a reply is stored (the final notice comes from finish_turn.lua)."""
+    yield from notices.publish_turn(
+        session.id,
+        session.agent_id,
+        final=False,
+        answered_upto=session.answered_seq,
+        reply=reply.text,
+        reply_seq=reply.seq,
+        mode=session.mode.value,
+        help_requested=session.help_requested,
+        state=session.current_state,
+        status=session.status.value,
+    )
 
 
 def _after(current: Session, changes: dict[str, Any], version: int) -> Session:
@@ -406,11 +417,9 @@ def _after(current: Session, changes: dict[str, Any], version: int) -> Session:
     return current.model_copy(update=update)
 
 
-def _action_changes(
-    agent: Agent, session: Session, actions: Actions, at: str
-) -> tuple[dict[str, Any], list[tuple[str, float, str]]]:
+def _action_changes(agent: Agent, session: Session, actions: Actions, at: str) -> tuple[dict[str, Any], list[Work]]:
     changes: dict[str, Any] = {}
-    zadd: list[tuple[str, float, str]] = []
+    work: list[Work] = []
     if actions.help_reason and not session.help_requested:
         changes.update(help_requested=True, help_requested_at=at, help_reason=actions.help_reason)
     if actions.state and actions.state != session.current_state:
@@ -419,5 +428,5 @@ def _action_changes(
         changes["state_fields"] = {**session.metadata.state_fields, **actions.state_fields}
     if actions.end_reason:
         changes.update(status=SessionStatus.closed.value, closed_reason=actions.end_reason, closed_at=at)
-        zadd.append((keys.TASKS, time.time() * 1000, f"summary:{session.id}"))
-    return changes, zadd
+        work.append(Work.summary(session.id))
+    return changes, work

@@ -227,12 +227,12 @@ def _ms(values: list[float]) -> dict[str, float]:
 
 
 def load_documents(store: Any, docs: list[tuple[str, str]]) -> list[str]:
-    from agent_core.knowledge import chunks_of, documents, read_text
+    from agent_core.knowledge import chunks_of, read_text, save
 
     ids = []
     for name, text in docs:
         doc = read_text(text, name=name, content_type=None)
-        ids.append(store.run(documents.create(doc, chunks=chunks_of(doc))).document.id)
+        ids.append(store.run(save(doc, chunks=chunks_of(doc))).document.id)
     return ids
 
 
@@ -371,12 +371,12 @@ async def _upload_stall(redis_url: str, upload_mb: float) -> dict[str, Any]:
 
     from agent_core import knowledge
     from agent_core.knowledge import CACHE
+    from agent_core.settings import AppSettings, LLMSettings, RedisSettings, Settings, TwilioSettings
     from agent_core.store import Store, tokens
     from agent_core.store.tokens import TokenRole
     from gateway.api import knowledge as knowledge_api
     from gateway.api.routing import build_routes
     from gateway.app import create_app
-    from gateway.settings import AppSettings, LLMSettings, RedisSettings, Settings, TwilioSettings
 
     settings = Settings(
         app=AppSettings(

@@ -1,23 +1,40 @@
-"""Everything channel-shaped (Twilio): parsing, signatures, sending, TwiML."""
+"""Everything channel-shaped: the channel-neutral models (`channels.models`) and Twilio
+(`channels.twilio`: parsing, signatures, sending, TwiML)."""
 
 from channels.models import (
+    CAPABILITIES,
+    Capabilities,
     Channel,
+    DeliveryError,
+    DeliveryStatus,
     InboundMessage,
     Keyword,
-    MediaItem,
+    Media,
     OutboundMessage,
+    PermanentDeliveryError,
+    RetryableDeliveryError,
     Sender,
+    Senders,
     SendReceipt,
     StatusUpdate,
+    is_newer,
 )
 
 __all__ = [
+    "CAPABILITIES",
+    "Capabilities",
     "Channel",
+    "DeliveryError",
+    "DeliveryStatus",
     "InboundMessage",
     "Keyword",
-    "MediaItem",
+    "Media",
     "OutboundMessage",
+    "PermanentDeliveryError",
+    "RetryableDeliveryError",
     "SendReceipt",
     "Sender",
+    "Senders",
     "StatusUpdate",
+    "is_newer",
 ]

@@ -1,13 +1,51 @@
-"""Channel-neutral message models: what comes in from and goes out to a channel."""
+"""Channel-neutral models: what comes in from and goes out to a channel, what a channel can
+carry, and the one error tree every sender raises. The domain (`agent_core`) sees channels
+only through this module; Twilio's shapes stay in `channels.twilio`.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Channel = Literal["sms", "whatsapp"]
+
+class Channel(StrEnum):
+    """The channel a session (and each of its messages) uses."""
+
+    sms = "sms"
+    whatsapp = "whatsapp"
+    api = "api"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return CAPABILITIES[self]
+
+    @property
+    def delivered(self) -> bool:
+        """Whether messages to the customer go out through a Sender (else the client reads them)."""
+        return CAPABILITIES[self].delivered
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a channel carries: `max_length` characters per provider message (longer text is
+    split by the sender); free text only within `session_window_s` of the customer's last
+    message (WhatsApp's customer service window), templates any time."""
+
+    delivered: bool
+    max_length: int = 0
+    session_window_s: int | None = None
+    label: str = ""
+
+
+CAPABILITIES: dict[Channel, Capabilities] = {
+    Channel.sms: Capabilities(delivered=True, max_length=1600),
+    Channel.whatsapp: Capabilities(delivered=True, max_length=1600, session_window_s=24 * 3600, label="WhatsApp"),
+    Channel.api: Capabilities(delivered=False),
+}
 
 
 class Keyword(StrEnum):
@@ -18,15 +56,80 @@ class Keyword(StrEnum):
     HELP = "help"
 
 
-class MediaItem(BaseModel):
+class Media(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     url: str
     content_type: str | None = None
 
 
+class DeliveryStatus(StrEnum):
+    """Where an outbound message is: ours (`pending` until handed to a sender, `dropped`,
+    `dev_outbox`) and the providers' (Twilio's message statuses)."""
+
+    pending = "pending"
+    dropped = "dropped"
+    dev_outbox = "dev_outbox"
+    accepted = "accepted"
+    scheduled = "scheduled"
+    queued = "queued"
+    sending = "sending"
+    sent = "sent"
+    delivered = "delivered"
+    undelivered = "undelivered"
+    failed = "failed"
+    canceled = "canceled"
+    partially_delivered = "partially_delivered"
+    read = "read"
+    receiving = "receiving"
+    received = "received"
+
+    @classmethod
+    def _missing_(cls, value: object) -> DeliveryStatus | None:
+        # A status a provider added after this was written is kept (ranked 0, below every
+        # known one), not refused: a refused callback would be retried forever.
+        if isinstance(value, str) and 0 < len(value) <= 40 and value.replace("_", "").isalpha() and value.islower():
+            member = str.__new__(cls, value)
+            member._name_ = value
+            member._value_ = value
+            return member
+        return None
+
+    @property
+    def rank(self) -> int:
+        """Position in the lifecycle; ours and unknown ones rank 0, below every provider status."""
+        return _RANK.get(self, 0)
+
+    @property
+    def failure(self) -> bool:
+        return self in (DeliveryStatus.failed, DeliveryStatus.undelivered)
+
+
+# Status callbacks may arrive out of order. Equal ranks never replace each other, so the
+# first terminal status (delivered/undelivered/failed/canceled) sticks; only WhatsApp's
+# "read" comes after it.
+_RANK = {
+    DeliveryStatus.accepted: 1,
+    DeliveryStatus.scheduled: 1,
+    DeliveryStatus.queued: 2,
+    DeliveryStatus.sending: 3,
+    DeliveryStatus.sent: 4,
+    DeliveryStatus.delivered: 5,
+    DeliveryStatus.undelivered: 5,
+    DeliveryStatus.failed: 5,
+    DeliveryStatus.canceled: 5,
+    DeliveryStatus.partially_delivered: 5,
+    DeliveryStatus.read: 6,
+}
+
+
+def is_newer(old: DeliveryStatus | None, new: DeliveryStatus) -> bool:
+    """Whether `new` should replace the recorded status `old`: only a strictly higher rank does."""
+    return old is None or new.rank > old.rank
+
+
 class InboundMessage(BaseModel):
-    """One message a customer sent, normalized: no Twilio field names, text cleaned, prefixes split off."""
+    """One message a customer sent, normalized: no provider field names, text cleaned, prefixes split off."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -38,7 +141,7 @@ class InboundMessage(BaseModel):
     to_address: str
     customer_id: str
     text: str = ""
-    media: list[MediaItem] = Field(default_factory=list)
+    media: list[Media] = Field(default_factory=list)
     profile_name: str | None = None
     location: dict[str, Any] | None = None
     button: dict[str, str | None] | None = None
@@ -58,9 +161,11 @@ class StatusUpdate(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     message_sid: str
-    status: str
+    status: DeliveryStatus
     error_code: int | None = None
     error_message: str | None = None
+    # The provider refused because the customer unsubscribed (STOP).
+    opted_out: bool = False
     channel: Channel
     to: str | None = None
     from_address: str | None = None
@@ -72,7 +177,7 @@ class OutboundMessage(BaseModel):
     # populate_by_name lets Python callers write from_=... as well as the wire alias "from".
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
-    channel: str
+    channel: Channel
     to: str
     from_: str | None = Field(default=None, alias="from")
     messaging_service_sid: str | None = None
@@ -90,8 +195,73 @@ class SendReceipt(BaseModel):
 
     channel_message_ids: list[str]
     parts: int
-    status: str = "queued"
+    status: DeliveryStatus = DeliveryStatus.queued
+
+
+class DeliveryError(Exception):
+    """Sending failed; `sent_parts` maps part index -> provider id for parts the provider
+    accepted before the failure (a retry sends only the rest)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        sent_parts: dict[int, str] | None = None,
+        status_code: int | None = None,
+        code: int | None = None,
+    ) -> None:
+        # Only `message` goes to args: pickling rebuilds with cls(*args) and restores the rest from __dict__.
+        super().__init__(message)
+        self.message = message
+        self.sent_parts: dict[int, str] = dict(sent_parts or {})
+        self.status_code = status_code
+        self.code = code
+
+
+class RetryableDeliveryError(DeliveryError):
+    """A transient failure (rate limit, 5xx, network, timeout); retry after `retry_after`
+    seconds when the provider said so."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        sent_parts: dict[int, str] | None = None,
+        status_code: int | None = None,
+        code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, sent_parts=sent_parts, status_code=status_code, code=code)
+        self.retry_after = retry_after
+
+
+class PermanentDeliveryError(DeliveryError):
+    """A failure no retry can fix (invalid number, outside the WhatsApp window, other 4xx);
+    `opted_out` when the provider refuses because the customer unsubscribed (STOP)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        sent_parts: dict[int, str] | None = None,
+        status_code: int | None = None,
+        code: int | None = None,
+        opted_out: bool = False,
+    ) -> None:
+        super().__init__(message, sent_parts=sent_parts, status_code=status_code, code=code)
+        self.opted_out = opted_out
 
 
 class Sender(Protocol):
-    def send(self, message: OutboundMessage) -> SendReceipt: ...
+    """Delivers to customers on one or more channels (the registry maps each channel to one)."""
+
+    def parts(self, message: OutboundMessage) -> int:
+        """How many provider messages `message` becomes (what the rate limit counts)."""
+        ...
+
+    def send(self, message: OutboundMessage) -> SendReceipt:
+        """Send every part not in `message.sent_parts`, in order; raise a DeliveryError."""
+        ...
+
+
+Senders = dict[Channel, Sender]

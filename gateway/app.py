@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agent_core.settings import Settings
 from agent_core.store import AsyncStore
 from agent_core.store.connection import async_client
 from agent_core.store.multiplex import MultiplexedRedis
@@ -29,8 +30,8 @@ from gateway.api.routing import Endpoint, build_routes, openapi
 from gateway.auth import TokenCache
 from gateway.errors import EXCEPTION_HANDLERS, PayloadTooLarge, error_response
 from gateway.notifier import Notifier
-from gateway.settings import Settings
 from gateway.webhooks import twilio as twilio_webhooks
+from workers.rqwire import RQJobFormat
 
 VERSION = "0.1.0"
 log = structlog.get_logger("gateway")
@@ -121,7 +122,7 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
         client = async_client(redis_url)
         fast = MultiplexedRedis(redis_url) if redis_url.startswith(("redis://", "rediss://")) else None
         app.state.redis = client
-        app.state.store = AsyncStore(client, fast)
+        app.state.store = AsyncStore(client, fast, RQJobFormat())
         app.state.tokens = TokenCache(app.state.store, settings.app.token_cache_s)
         app.state.notifier = Notifier(client)
         app.state.started_at = time.time()

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agent_core.settings import Settings, SettingsError, load_settings
 from agent_core.store import Store, agents, tokens
 from agent_core.store.connection import sync_client
 from agent_core.store.tokens import TokenRole
-from gateway.settings import Settings, SettingsError, load_settings
 
 DATA_DIR = Path(os.environ.get("CHATGW_DATA_DIR", "var"))
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from agent_core.store import keys
+from agent_core.store import notices
 
 log = logging.getLogger("gateway.notifier")
 
@@ -88,7 +88,7 @@ class Notifier:
         self._live: _Channel | None = None
 
     async def start(self) -> None:
-        self._turns = _Channel(self.client, keys.NOTIFY_TURNS, self._dispatch)
+        self._turns = _Channel(self.client, notices.TURNS, self._dispatch)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._turns.ready.wait(), timeout=5)
 
@@ -129,7 +129,7 @@ class Notifier:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
         self._streams[session_id].add(queue)
         if self._live is None:
-            self._live = _Channel(self.client, keys.NOTIFY_LIVE, self._dispatch)
+            self._live = _Channel(self.client, notices.LIVE, self._dispatch)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._live.ready.wait(), timeout=5)
         return queue

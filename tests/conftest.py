@@ -14,11 +14,11 @@ import redis
 import respx
 from starlette.testclient import TestClient
 
+from agent_core.settings import AppSettings, LLMSettings, RedisSettings, Settings, TwilioSettings
 from agent_core.store import Store, tokens
 from agent_core.store.tokens import TokenRole
 from gateway.app import create_app
 from gateway.redis_server import EmbeddedRedis
-from gateway.settings import AppSettings, LLMSettings, RedisSettings, Settings, TwilioSettings
 from tests.fakes import FakeLLM
 from workers import context
 from workers.queues import ALL_QUEUES
@@ -137,7 +137,7 @@ class Workers:
 
     def stop(self) -> None:
         for w in self.workers:
-            w._stop_requested = True
+            w.stop()
         for t in self.threads:
             t.join(timeout=10)
 

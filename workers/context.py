@@ -1,7 +1,8 @@
-"""What jobs need (Redis, store, HTTP client, LLM providers), built once per worker process.
+"""What jobs need (Redis, store, HTTP clients, LLM providers, the channel registry), built
+once per worker process.
 
-`chatgw worker` builds it from the environment; tests install their own with `use()`.
-Nothing connects at import time.
+The process that runs jobs installs one with `use()` (`chatgw worker`, `chatgw cron`, the
+tests); nothing connects at import time.
 """
 
 from __future__ import annotations
@@ -12,18 +13,20 @@ from dataclasses import dataclass, field
 import httpx
 import redis
 
-from agent_core import delivery, knowledge, lifecycle
-from agent_core.delivery import DeliveryConfig, DevOutbox
+from agent_core import knowledge, lifecycle
+from agent_core.delivery import Deliverer, DeliveryConfig
 from agent_core.llm import LLMProvider, OfflineProvider
-from agent_core.models import Agent, Message, Session
-from agent_core.store import Store
+from agent_core.models import Agent, Channel, Message, Session, now_iso
+from agent_core.settings import Settings
+from agent_core.store import Store, outbound
 from agent_core.store.connection import sync_client
 from agent_core.tools import BUILTINS
 from agent_core.turns import LeaseKeeper, TurnDeps
-from channels.models import Sender
-from channels.twilio import RetryableDeliveryError, webhook_url
-from gateway.settings import Settings
-from workers.queues import turn_job
+from channels.models import Sender, Senders
+from channels.twilio import webhook_url
+from channels.twilio.dev import DevOutboxSender
+from workers import queues
+from workers.rqwire import RQJobFormat
 
 
 @dataclass
@@ -39,14 +42,14 @@ class WorkerContext:
     leases: LeaseKeeper = field(init=False)
     turn_deps: TurnDeps = field(init=False)
     twilio_http: httpx.Client = field(init=False)
-    senders: dict[str, Sender] = field(init=False)
-    delivery: DeliveryConfig = field(init=False)
+    senders: Senders = field(init=False)
+    deliverer: Deliverer = field(init=False)
 
     def __post_init__(self) -> None:
         self.redis = sync_client(self.redis_url)
         # RQ stores pickled payloads, so it gets a connection that does not decode replies.
         self.rq_redis = sync_client(self.redis_url, decode=False)
-        self.store = Store(self.redis)
+        self.store = Store(self.redis, RQJobFormat())
         llm = self.settings.llm
         # One client for the LLM, custom tools and webhooks; enough connections for every
         # worker thread of this process to have a request in flight.
@@ -67,37 +70,45 @@ class WorkerContext:
             )
         lease_ms = int(self.settings.app.turn_lease_s * 1000)
         self.leases = LeaseKeeper(self.store, ttl_ms=lease_ms)
-        twilio = self.settings.twilio
         self.twilio_http = httpx.Client(timeout=httpx.Timeout(15.0, connect=5.0))
-        sender: Sender
-        if twilio.configured:
-            assert twilio.account_sid is not None and twilio.auth_token is not None
-            from channels.twilio.sender import TwilioSender
-
-            sender = TwilioSender(
-                twilio.account_sid,
-                twilio.auth_token.get_secret_value(),
-                http_client=self.twilio_http,
-                api_base_url=twilio.api_base_url,
-            )
-        else:
-            sender = DevOutbox(self.store)
-        self.senders = {"sms": sender, "whatsapp": sender}
-        self.delivery = DeliveryConfig(
-            status_callback_url=webhook_url(self.settings.app.public_base_url, "/twilio/messages/status"),
-            messages_per_second=twilio.messages_per_second,
+        messaging = self._messaging_sender()
+        # The channel registry: a new channel's sender plugs in here.
+        self.senders = {Channel.sms: messaging, Channel.whatsapp: messaging}
+        twilio = self.settings.twilio
+        self.deliverer = Deliverer(
+            store=self.store,
+            senders=self.senders,
+            config=DeliveryConfig(
+                status_callback_url=webhook_url(self.settings.app.public_base_url, "/twilio/messages/status"),
+                messages_per_second=twilio.messages_per_second,
+            ),
+            retry_later=lambda sid, mid, attempt, delay: queues.deliver_later(self.rq_redis, sid, mid, attempt, delay),
+            backoff_s=queues.BACKOFF_S[: queues.DELIVERY_ATTEMPTS],
         )
         self.turn_deps = TurnDeps(
             store=self.store,
             provider_for=self.provider_for,
-            make_job=turn_job,
             leases=self.leases,
             lock_ttl_ms=lease_ms,
             memory_for=lifecycle.memory_for(self.store),
-            deliver=self.deliver_inline,
+            deliver=self.deliver_reply,
             http=self.http,
             retrieve=lambda agent, query: knowledge.retrieve(self.store, agent.knowledge, query),
             tools={**BUILTINS, "search_knowledge": knowledge.search_tool(self.store)},
+        )
+
+    def _messaging_sender(self) -> Sender:
+        twilio = self.settings.twilio
+        if not twilio.configured:
+            return DevOutboxSender(lambda entry: self.store.run(outbound.dev_push(entry)), now_iso)
+        assert twilio.account_sid is not None and twilio.auth_token is not None
+        from channels.twilio.sender import TwilioSender
+
+        return TwilioSender(
+            twilio.account_sid,
+            twilio.auth_token.get_secret_value(),
+            http_client=self.twilio_http,
+            api_base_url=twilio.api_base_url,
         )
 
     def provider_for(self, agent: Agent) -> tuple[LLMProvider, str]:
@@ -105,16 +116,9 @@ class WorkerContext:
             return self.offline, "offline"
         return self.openai, agent.llm.model or self.settings.llm.llm_model
 
-    def deliver_inline(self, session: Session, message: Message) -> None:
-        """Deliver a fresh reply from the turn; on a retryable failure, a job retries it."""
-        from workers.jobs import schedule_delivery
-
-        try:
-            delivery.deliver(self.store, self.senders, self.delivery, session.id, message.id)
-        except delivery.Throttled as exc:
-            schedule_delivery(session.id, message.id, 0, exc.retry_after, counts=False)
-        except RetryableDeliveryError as exc:
-            schedule_delivery(session.id, message.id, 1, exc.retry_after, str(exc))
+    def deliver_reply(self, session: Session, message: Message) -> None:
+        """Deliver a fresh reply from the turn that wrote it (a failure is retried later)."""
+        self.deliverer.deliver(session.id, message.id)
 
     def close(self) -> None:
         self.leases.stop()
@@ -136,12 +140,7 @@ def use(ctx: WorkerContext | None) -> None:
 
 
 def get() -> WorkerContext:
-    global _context
     with _lock:
         if _context is None:
-            from gateway.redis_server import resolve_redis_url
-            from gateway.settings import load_settings
-
-            settings = load_settings()
-            _context = WorkerContext(settings=settings, redis_url=resolve_redis_url(settings))
+            raise RuntimeError("no worker context in this process: start jobs with `chatgw worker`")
         return _context

@@ -12,13 +12,12 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from rq.scheduler import RQScheduler
 
-from agent_core.store import keys
+from agent_core.store import health
 from workers import context, jobs
 from workers.queues import ALL_QUEUES
 
@@ -51,12 +50,10 @@ class Scheduler:
         self._thread: threading.Thread | None = None
 
     def tick(self) -> None:
-        ctx = context.get()
-        now = time.time()
-        ctx.redis.zadd(keys.WORKERS_SEEN, {self.name: now})
-        ctx.redis.zremrangebyscore(keys.WORKERS_SEEN, "-inf", now - 3600)
+        store = context.get().store
+        store.run(health.worker_seen(self.name))
         for sched in schedules():
-            if ctx.redis.set(f"{keys.P}sched:{sched.name}", self.name, nx=True, px=int(sched.interval_s * 1000)):
+            if store.run(health.take_schedule(sched.name, self.name, sched.interval_s)):
                 try:
                     sched.run()
                 except Exception:  # one failing sweep must not stop the others; it runs again next interval

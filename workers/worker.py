@@ -49,6 +49,11 @@ class ThreadWorker(SimpleWorker):
                 return result
         raise StopRequested()
 
+    def stop(self) -> None:
+        """Finish the current job, then stop. (RQ's `request_stop` is a signal handler: it
+        re-installs handlers and may raise, which only works on the main thread.)"""
+        self._stop_requested = True
+
     def subscribe(self) -> None:
         # RQ's per-worker pub/sub thread only serves `rq` CLI commands; one thread per
         # worker thread would double the process's threads for nothing.
@@ -78,7 +83,7 @@ def run(connection: redis.Redis, *, concurrency: int = 4, burst: bool = False, w
             os._exit(1)
         stopping.set()
         for w in workers:
-            w._stop_requested = True
+            w.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

@@ -4,15 +4,7 @@ Used by the agent turn (`retrieve`, `search_tool`), the knowledge API (documents
 the agents API (`check_document_ids`) and the CLI (`create_document_from_path`).
 """
 
-from agent_core.knowledge import documents
 from agent_core.knowledge.chunking import MAX_CHUNK_CHARS, chunk_document
-from agent_core.knowledge.documents import (
-    CreateResult,
-    DocumentStatus,
-    KnowledgeDocument,
-    check_document_ids,
-    new_document_id,
-)
 from agent_core.knowledge.ingest import (
     INLINE_MAX_BYTES,
     chunks_of,
@@ -20,10 +12,10 @@ from agent_core.knowledge.ingest import (
     create_document_from_text,
     index_document,
     inline_chunks,
+    save,
 )
 from agent_core.knowledge.parsing import (
     MAX_DOCUMENT_BYTES,
-    ContentType,
     DocumentError,
     DocumentText,
     messages_of,
@@ -32,6 +24,15 @@ from agent_core.knowledge.parsing import (
 )
 from agent_core.knowledge.retrieval import CACHE, Corpus, IndexCache, load_corpus, retrieve
 from agent_core.knowledge.tool import search_tool, search_tool_result
+from agent_core.models import ContentType
+from agent_core.store import documents
+from agent_core.store.documents import (
+    CreateResult,
+    DocumentStatus,
+    KnowledgeDocument,
+    check_document_ids,
+    new_document_id,
+)
 
 __all__ = [
     "CACHE",
@@ -60,6 +61,7 @@ __all__ = [
     "read_text",
     "read_upload",
     "retrieve",
+    "save",
     "search_tool",
     "search_tool_result",
 ]

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
-from agent_core.knowledge.parsing import ContentType
+from agent_core.models import ContentType
 
 MAX_CHUNK_CHARS = 1000
 OVERLAP_CHARS = 150

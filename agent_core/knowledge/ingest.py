@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent_core.knowledge import documents
 from agent_core.knowledge.chunking import chunk_document
-from agent_core.knowledge.documents import CreateResult, DocumentStatus
 from agent_core.knowledge.parsing import (
     MAX_DOCUMENT_BYTES,
     DocumentError,
@@ -15,7 +13,8 @@ from agent_core.knowledge.parsing import (
     read_text,
     read_upload,
 )
-from agent_core.store.runner import Store
+from agent_core.store import Op, Store, documents
+from agent_core.store.documents import CreateResult, DocumentStatus
 
 # Documents up to this size are chunked while the upload request waits (a few ms of CPU);
 # larger ones are stored as text and chunked by a worker job.
@@ -33,6 +32,23 @@ def chunks_of(doc: DocumentText, field: str = "file") -> list[str]:
 def inline_chunks(doc: DocumentText, field: str = "file") -> list[str] | None:
     """Chunks now for a small document, None when it should go to the indexing job."""
     return chunks_of(doc, field) if doc.size_bytes <= INLINE_MAX_BYTES else None
+
+
+def save(
+    doc: DocumentText, *, chunks: list[str] | None, doc_id: str | None = None, dedupe: bool = False
+) -> Op[CreateResult]:
+    """Store a validated document: ready with `chunks`, or (None) indexing, its index job
+    queued in the same write. With `dedupe`, a live one with the same name and text is kept."""
+    return documents.create(
+        name=doc.name,
+        content_type=doc.content_type,
+        text=doc.text,
+        sha256=doc.sha256,
+        size_bytes=doc.size_bytes,
+        chunks=chunks,
+        doc_id=doc_id,
+        dedupe=dedupe,
+    )
 
 
 def index_document(store: Store, doc_id: str) -> str:
@@ -79,7 +95,7 @@ def create_document_from_path(
         raise DocumentError(f"{path}: {str(exc).removeprefix('file: ')}", too_large=exc.too_large) from None
     except OSError as exc:
         raise DocumentError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    return store.run(documents.create(doc, chunks=chunks, dedupe=True))
+    return store.run(save(doc, chunks=chunks, dedupe=True))
 
 
 def create_document_from_text(
@@ -88,4 +104,4 @@ def create_document_from_text(
     """Import a document given as text (seeding a demo agent, config files): chunked here,
     stored ready, idempotent by name and content like `create_document_from_path`."""
     doc = read_text(text, name=name, content_type=content_type, limit=limit)
-    return store.run(documents.create(doc, chunks=chunks_of(doc, "text"), dedupe=True))
+    return store.run(save(doc, chunks=chunks_of(doc, "text"), dedupe=True))

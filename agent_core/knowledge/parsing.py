@@ -10,8 +10,9 @@ import codecs
 import hashlib
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import PurePosixPath
+
+from agent_core.models import ContentType
 
 MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
 MAX_NAME_CHARS = 200
@@ -19,13 +20,6 @@ MAX_NAME_CHARS = 200
 # which a text is taken for binary data that merely happens to decode.
 MAX_CONTROL_SHARE = 0.01
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
-
-
-class ContentType(StrEnum):
-    plain = "text/plain"
-    markdown = "text/markdown"
-    csv = "text/csv"
-    html = "text/html"
 
 
 ALIASES: dict[str, ContentType] = {

@@ -18,12 +18,10 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from agent_core.knowledge import documents
-from agent_core.knowledge.documents import DocumentStatus
 from agent_core.knowledge.index import Chunk, ChunkIndex
 from agent_core.llm.base import Passage
 from agent_core.models import KnowledgeConfig
-from agent_core.store.runner import Batch, Cmd, Op, Store
+from agent_core.store import Op, Store, documents
 
 MAX_CACHED_INDEXES = 32
 # Bounds the memory of cached indexes (about 2.5 MB per 1,000 chunks, chunk texts included).
@@ -103,25 +101,16 @@ class Corpus:
         return [hit.passage() for hit in self.index().search(query, top_k, threshold)]
 
 
-def _live_documents(requested: tuple[str, ...]) -> Op[tuple[str, ...]]:
-    rows = yield Batch(*(Cmd("HMGET", documents.doc_key(i), "status", "archived") for i in requested))
-    return tuple(
-        doc_id
-        for doc_id, (status, archived) in zip(requested, rows, strict=True)
-        if status == DocumentStatus.ready.value and archived != "1"
-    )
-
-
 def load_corpus(doc_ids: list[str], cache: IndexCache = CACHE) -> Op[Corpus]:
     """What searching `doc_ids` needs from Redis: at least one GET, and the live documents'
     chunks only when this process has no index for them yet."""
     requested = tuple(sorted(set(doc_ids)))
     if not requested:
         return Corpus((), cache)
-    version = int((yield Cmd("GET", documents.VERSION)) or 0)
+    version = yield from documents.version()
     live = cache.resolved(requested, version)
     if live is None:
-        live = yield from _live_documents(requested)
+        live = yield from documents.live_ids(requested)
         # Cached under the version read before the states: a change in between only makes
         # the next retrieval read them again.
         cache.remember(requested, version, live)
@@ -130,16 +119,8 @@ def load_corpus(doc_ids: list[str], cache: IndexCache = CACHE) -> Op[Corpus]:
     index = cache.index(live)
     if index is not None:
         return Corpus(live, cache, cached=index)
-    replies = yield Batch(
-        *(Cmd("HGET", documents.doc_key(i), "name") for i in live),
-        *(Cmd("LRANGE", documents.chunks_key(i), 0, -1) for i in live),
-    )
-    names, texts = replies[: len(live)], replies[len(live) :]
-    chunks = tuple(
-        Chunk(doc_id, name or doc_id, text)
-        for doc_id, name, doc_texts in zip(live, names, texts, strict=True)
-        for text in doc_texts
-    )
+    rows = yield from documents.names_and_chunks(live)
+    chunks = tuple(Chunk(doc_id, name, text) for doc_id, name, texts in rows for text in texts)
     return Corpus(live, cache, chunks=chunks)
 
 

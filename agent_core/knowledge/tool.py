@@ -8,7 +8,7 @@ from typing import Any
 from agent_core.knowledge.retrieval import CACHE, IndexCache, retrieve
 from agent_core.llm.base import Passage, ToolSpec
 from agent_core.models import Agent, Session
-from agent_core.store.runner import Store
+from agent_core.store import Store
 from agent_core.tools import BuiltinTool, ToolArgumentError, ToolContext
 
 NOTHING_FOUND = "No passage in the knowledge base matches this query. Do not guess; say you are not sure."

@@ -1,23 +1,64 @@
-"""Redis-backed storage for agents, sessions, messages and tokens."""
+"""Redis-backed storage: agents, sessions, messages, tokens, knowledge documents, customer
+memory, delivery records, the event outbox and follow-up work.
 
-from agent_core.store import agents, keys, messages, sessions, tokens
-from agent_core.store.runner import AsyncStore, Batch, Cmd, Lua, Op, Store
-from agent_core.store.sessions import CommitResult, IngestResult, SessionFilter, TurnJob
+Operations speak the domain; key names, Lua scripts and the raw request types (`Cmd`,
+`Lua`, `Batch`) stay inside this package. Run an operation with `Store.run` (sync) or
+`AsyncStore.run` (asyncio).
+"""
+
+from agent_core.store import (
+    agents,
+    customers,
+    documents,
+    health,
+    memory,
+    messages,
+    notices,
+    outbound,
+    outbox,
+    sessions,
+    tasks,
+    tokens,
+)
+from agent_core.store.runner import AsyncStore, Op, Store
+from agent_core.store.sessions import (
+    Change,
+    CommitResult,
+    Contention,
+    IngestResult,
+    IngestStatus,
+    SessionFilter,
+    Updated,
+    WriteStatus,
+)
+from agent_core.store.work import JobFormat, PreparedJob, Task, Work
 
 __all__ = [
     "AsyncStore",
-    "Batch",
-    "Cmd",
+    "Change",
     "CommitResult",
+    "Contention",
     "IngestResult",
-    "Lua",
+    "IngestStatus",
+    "JobFormat",
     "Op",
+    "PreparedJob",
     "SessionFilter",
     "Store",
-    "TurnJob",
+    "Task",
+    "Updated",
+    "Work",
+    "WriteStatus",
     "agents",
-    "keys",
+    "customers",
+    "documents",
+    "health",
+    "memory",
     "messages",
+    "notices",
+    "outbound",
+    "outbox",
     "sessions",
+    "tasks",
     "tokens",
 ]

@@ -5,20 +5,25 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from agent_core.models import Agent, AgentSpec, AgentStatus, OnHelpRequested, new_id, now_iso
+from agent_core.models import Agent, AgentSpec, AgentStatus, OnHelpRequested, new_id, now_iso, now_ms
 from agent_core.store import keys
 from agent_core.store.runner import Batch, Cmd, Lua, Op
-from agent_core.store.sessions import now_ms
 
 
 def routes_of(agent: AgentSpec) -> list[str]:
     """Addresses that route inbound Twilio traffic to this agent (none once archived)."""
     if agent.status is AgentStatus.archived:
         return []
-    out = list(agent.channels.numbers)
-    if agent.channels.messaging_service_sid:
-        out.append("mss:" + agent.channels.messaging_service_sid)
-    return out
+    return [*agent.channels.numbers, *routes_to(None, agent.channels.messaging_service_sid)]
+
+
+def routes_to(address: str | None, messaging_service_sid: str | None) -> tuple[str, ...]:
+    """The routing entries an inbound message sent to `address` (through a Messaging
+    Service) is looked up by, in order."""
+    out = [address] if address else []
+    if messaging_service_sid:
+        out.append("mss:" + messaging_service_sid)
+    return tuple(out)
 
 
 def _runtime(agent: Agent) -> list[str]:

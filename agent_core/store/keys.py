@@ -1,4 +1,7 @@
-"""Redis key names (the Lua scripts build the same names from the `gw:` prefix)."""
+"""Redis key names, all of them (the Lua scripts build the same names from the `gw:` prefix).
+
+Private to `agent_core.store`: everything else asks the store's operations.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,12 @@ NOTIFY_TURNS = P + "notify:turns"
 NOTIFY_LIVE = P + "notify:live"
 WORKERS_SEEN = P + "workers:seen"
 COUNTERS = P + "counters"
+OUTBOX = P + "outbox"
+OUTBOX_PROCESSING = P + "outbox:processing"
+DEV_OUTBOX = P + "devoutbox"
+DEV_TWILIO_TOKEN = P + "dev:twilio_auth_token"
+DOCUMENTS = P + "kdocs"
+DOCUMENTS_VERSION = P + "kversion"
 
 
 def session(sid: str) -> str:
@@ -23,6 +32,10 @@ def session(sid: str) -> str:
 
 def messages(sid: str) -> str:
     return f"{P}m:{sid}"
+
+
+def whispers(sid: str) -> str:
+    return f"{P}w:{sid}"
 
 
 def open_sessions(agent_id: str) -> str:
@@ -60,3 +73,31 @@ def turn_lock(sid: str) -> str:
 
 def channel_message(channel_message_id: str) -> str:
     return f"{P}cmid:{channel_message_id}"
+
+
+def early_statuses(channel_message_id: str) -> str:
+    return f"{P}early:{channel_message_id}"
+
+
+def send_lock(message_id: str) -> str:
+    return f"{P}sendlock:{message_id}"
+
+
+def memory(agent_id: str, customer_id: str) -> str:
+    return f"{P}mem:{agent_id}:{customer_id}"
+
+
+def schedule_lock(name: str) -> str:
+    return f"{P}sched:{name}"
+
+
+def document(doc_id: str) -> str:
+    return f"{P}kdoc:{doc_id}"
+
+
+def document_chunks(doc_id: str) -> str:
+    return f"{P}kchunks:{doc_id}"
+
+
+def document_text(doc_id: str) -> str:
+    return f"{P}kraw:{doc_id}"

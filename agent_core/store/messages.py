@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 from agent_core.models import Message
 from agent_core.store import keys
-from agent_core.store.runner import Cmd, Lua, Op
+from agent_core.store.runner import Batch, Cmd, Lua, Op
 from agent_core.store.sessions import parse_message
 
 PAGE_CHUNK = 200
+CAS_ATTEMPTS = 20
 
 
 def recent(sid: str, upto_seq: int, count: int) -> Op[list[Message]]:
@@ -21,6 +23,23 @@ def recent(sid: str, upto_seq: int, count: int) -> Op[list[Message]]:
         return []
     raws = yield Cmd("HMGET", keys.messages(sid), *seqs)
     return [parse_message(r) for r in raws if r]
+
+
+def thread_and_whispers(sid: str, upto_seq: int, count: int) -> Op[tuple[list[Message], list[str]]]:
+    """What a turn reads, in one round trip: the last `count` messages and the whispers."""
+    start = max(1, upto_seq - count + 1)
+    raws, whisper_raws = yield Batch(
+        Cmd("HMGET", keys.messages(sid), *range(start, upto_seq + 1)) if upto_seq else Cmd("ECHO", ""),
+        Cmd("LRANGE", keys.whispers(sid), 0, -1),
+    )
+    thread = [parse_message(r) for r in (raws if upto_seq else []) if r]
+    return thread, [json.loads(r)["text"] for r in whisper_raws]
+
+
+def find(sid: str, upto_seq: int, message_id: str, window: int = 500) -> Op[Message | None]:
+    """The message with this id among the last `window` of the thread."""
+    recent_ = yield from recent(sid, upto_seq, window)
+    return next((m for m in reversed(recent_) if m.id == message_id), None)
 
 
 def get(sid: str, seq: int) -> Op[Message | None]:
@@ -56,9 +75,7 @@ def page(
 
 def update(sid: str, seq: int, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> Op[Message | None]:
     """Read-modify-write one message; `change` returns the new dict, or None to leave it."""
-    import json
-
-    for _ in range(20):
+    for _ in range(CAS_ATTEMPTS):
         raw = yield Cmd("HGET", keys.messages(sid), seq)
         if not raw:
             return None

@@ -20,6 +20,10 @@ SCRIPT_NAMES = (
     "agent_save",
     "throttle",
     "remove_session",
+    "turn_view",
+    "document_create",
+    "document_finish",
+    "document_archive",
 )
 
 SCRIPTS: dict[str, str] = {

@@ -1,60 +1,39 @@
-"""Session operations: ingest, open, read, compare-and-set commit, listing, stats, turn slots."""
+"""Session operations: ingest, open, read, compare-and-set writes, listing, stats, turn slots.
+
+Writes speak the domain: field changes, messages, a whisper and the follow-up `Work` they
+make necessary (store/work.py); the scripts keep indexes, counters, events and jobs in step.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
-import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from agent_core.models import (
     Channel,
     Message,
+    MessageKind,
+    Role,
     Session,
     SessionMetadata,
     SessionMode,
     SessionStatus,
     iso_from_ms,
+    now_ms,
 )
 from agent_core.store import keys
-from agent_core.store.runner import Cmd, Lua, Op
+from agent_core.store.runner import Batch, Cmd, Lua, Op
+from agent_core.store.work import Work
 
 DEDUPE_TTL_S = 48 * 3600
-# Stands for the session id inside a prepared turn job's payload (same length as a UUID).
-TURN_SESSION_PLACEHOLDER = "00000000-0000-4000-8000-000000000000"
 LIST_MAX_SCAN = 5000
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class TurnJob:
-    """An RQ job prepared so a Lua script can enqueue it (see workers/queues.py).
-
-    A turn job's payload holds TURN_SESSION_PLACEHOLDER where the session id goes (the
-    ingest script learns the session); other prepared jobs carry their real arguments.
-    """
-
-    id: str
-    key: str
-    queue_key: str
-    fields: list[str]
-    data: bytes
-    lease_ms: int
-
-    def params(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "key": self.key,
-            "queue_key": self.queue_key,
-            "fields": self.fields,
-            "lease_ms": self.lease_ms,
-        }
+WHISPERS_KEEP = 50
+CAS_ATTEMPTS = 20
 
 
 def message_rest(msg: Mapping[str, Any]) -> str:
@@ -63,8 +42,9 @@ def message_rest(msg: Mapping[str, Any]) -> str:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"))[1:]
 
 
-def new_message(role: str, text: str, *, created_at: str, **extra: Any) -> dict[str, Any]:
-    return {"id": "msg_" + uuid.uuid4().hex, "role": role, "text": text, "created_at": created_at, **extra}
+def new_message(role: Role, text: str, *, created_at: str, **extra: Any) -> dict[str, Any]:
+    """A message to store (the store assigns seq and session_id)."""
+    return {"id": "msg_" + uuid.uuid4().hex, "role": role.value, "text": text, "created_at": created_at, **extra}
 
 
 def parse_message(raw: str) -> Message:
@@ -159,9 +139,18 @@ def new_session(
     }
 
 
+class IngestStatus(StrEnum):
+    ok = "ok"
+    dup = "dup"
+    no_agent = "no_agent"
+    archived = "archived"
+    no_session = "no_session"
+    session_mismatch = "session_mismatch"
+
+
 @dataclass(frozen=True, slots=True)
 class IngestResult:
-    status: str
+    status: IngestStatus
     session_id: str | None = None
     seq: int | None = None
     created: bool = False
@@ -172,7 +161,10 @@ class IngestResult:
     state: str | None = None
     opted_out: bool = False
     agent_id: str | None = None
-    duplicate_of: str | None = None
+
+
+def _pairs(reply: Sequence[Any]) -> dict[str, Any]:
+    return dict(zip(reply[::2], reply[1::2], strict=True))
 
 
 def ingest(
@@ -180,20 +172,20 @@ def ingest(
     customer_id: str,
     channel: Channel,
     message: Mapping[str, Any],
-    job: TurnJob,
     agent_id: str = "",
     route: Sequence[str] = (),
     customer_address: str | None = None,
     session_id: str = "",
     kind: str = "message",
-    dedupe: Sequence[str] = (),
+    dedupe: Sequence[tuple[str, str]] = (),
     profile_name: str = "",
     input_fields: Mapping[str, Any] | None = None,
     agent_address: str | None = None,
     messaging_service_sid: str | None = None,
     at_ms: int | None = None,
 ) -> Op[IngestResult]:
-    """Store a customer message (one Lua round trip); see lua/ingest.lua."""
+    """Store a customer message and queue the session's turn (one Lua round trip; see
+    lua/ingest.lua). `dedupe` are (namespace, value) pairs: a repeat of any is `dup`."""
     ms = at_ms if at_ms is not None else now_ms()
     fields_in = dict(input_fields or {})
     if profile_name and "name" not in fields_in:
@@ -209,7 +201,7 @@ def ingest(
     params = {
         "now_ms": ms,
         "now_iso": iso_from_ms(ms),
-        "dedupe": list(dedupe),
+        "dedupe": [keys.dedupe(ns, value) for ns, value in dedupe],
         "dedupe_ttl": DEDUPE_TTL_S,
         "agent_id": agent_id,
         "route": list(route),
@@ -218,28 +210,28 @@ def ingest(
         "new_session": new,
         "kind": kind,
         "profile_name": profile_name,
-        "job": job.params(),
     }
-    reply = yield Lua("ingest", json.dumps(params, separators=(",", ":")), job.data, message_rest(message))
-    status = reply[0]
-    if status == "dup":
-        sid_seq = reply[1]
-        dup_sid, _, dup_seq = sid_seq.rpartition(":")
-        return IngestResult("dup", session_id=dup_sid, seq=int(dup_seq), duplicate_of=sid_seq)
-    if status != "ok":
-        return IngestResult(status, agent_id=reply[1] or None)
+    reply = _pairs(
+        (yield Lua("ingest", json.dumps(params, separators=(",", ":")), message_rest(message), work=[Work.turn()]))
+    )
+    status = IngestStatus(reply["status"])
+    if status is IngestStatus.dup:
+        dup_sid, _, dup_seq = reply["duplicate_of"].rpartition(":")
+        return IngestResult(status, session_id=dup_sid, seq=int(dup_seq))
+    if status is not IngestStatus.ok:
+        return IngestResult(status, agent_id=reply.get("agent_id") or None)
     return IngestResult(
-        "ok",
-        session_id=reply[1],
-        seq=int(reply[2]),
-        created=reply[3] == 1,
-        eligible=reply[4] == 1,
-        dispatched=int(reply[5]),
-        mode=reply[6],
-        help_requested=reply[7] == "1",
-        state=reply[8] or "default",
-        opted_out=reply[9] == "1",
-        agent_id=reply[10],
+        status,
+        session_id=reply["session_id"],
+        seq=int(reply["seq"]),
+        created=reply["created"] == 1,
+        eligible=reply["eligible"] == 1,
+        dispatched=int(reply["dispatched"]),
+        mode=reply["mode"],
+        help_requested=reply["help_requested"] == "1",
+        state=reply["state"] or "default",
+        opted_out=reply["opted_out"] == "1",
+        agent_id=reply["agent_id"],
     )
 
 
@@ -269,7 +261,9 @@ def open_session(
         input_fields=input_fields,
         context=context,
     )
-    welcome_rest = message_rest(new_message("agent", welcome, created_at=at, kind="welcome")) if welcome else ""
+    welcome_rest = (
+        message_rest(new_message(Role.agent, welcome, created_at=at, kind=MessageKind.welcome)) if welcome else ""
+    )
     params = {
         "agent_id": agent_id,
         "customer_id": customer_id,
@@ -277,11 +271,26 @@ def open_session(
         "now_iso": at,
         "new_session": new,
         "welcome": welcome_rest,
+        "close": _flat(closing("replaced", at)),
     }
-    reply = yield Lua("open_session", json.dumps(params, separators=(",", ":")))
+    # The summary of the session this replaces (if any: the script finds it).
+    reply = yield Lua("open_session", json.dumps(params, separators=(",", ":")), work=[Work.summary()])
     if reply[0] != "ok":
         return OpenResult(reply[0])
     return OpenResult("ok", session_id=reply[1], closed_session_id=reply[2] or None)
+
+
+def closing(reason: str, at: str) -> dict[str, Any]:
+    """The field changes that close a session (by an operator, the agent, inactivity, a new
+    session for the same customer): it leaves support mode and its help request."""
+    return {
+        "status": SessionStatus.closed.value,
+        "closed_reason": reason,
+        "closed_at": at,
+        "help_requested": False,
+        "mode": SessionMode.ai.value,
+        "active_human": "",
+    }
 
 
 def get(sid: str) -> Op[Session | None]:
@@ -289,9 +298,16 @@ def get(sid: str) -> Op[Session | None]:
     return parse_session(raw)
 
 
-def get_many(sids: Iterable[str]) -> Op[list[Session]]:
-    from agent_core.store.runner import Batch
+def get_for_turn(sid: str) -> Op[tuple[Session | None, bool]]:
+    """The session and whether the AI would answer it now (SPEC §4.2; the rule is the one
+    the ingest script applies, lib.lua turn_state)."""
+    flat = yield Lua("turn_view", sid)
+    h = _pairs(flat)
+    eligible = h.pop("_eligible", "0") == "1"
+    return parse_session(h), eligible
 
+
+def get_many(sids: Iterable[str]) -> Op[list[Session]]:
     ids = list(sids)
     if not ids:
         return []
@@ -310,8 +326,6 @@ def open_session_id(agent_id: str, customer_id: str) -> Op[str | None]:
 
 
 def open_sessions_of(customer_id: str, agent_ids: Iterable[str]) -> Op[dict[str, str]]:
-    from agent_core.store.runner import Batch
-
     ids = list(agent_ids)
     if not ids:
         return {}
@@ -319,66 +333,98 @@ def open_sessions_of(customer_id: str, agent_ids: Iterable[str]) -> Op[dict[str,
     return {a: s for a, s in zip(ids, sids, strict=True) if s}
 
 
+def whispers(sid: str) -> Op[list[str]]:
+    """The operator guidance of a session, oldest first (the newest WHISPERS_KEEP)."""
+    raws = yield Cmd("LRANGE", keys.whispers(sid), 0, -1)
+    return [json.loads(r)["text"] for r in raws]
+
+
+class WriteStatus(StrEnum):
+    ok = "ok"
+    conflict = "conflict"
+    missing = "missing"
+    closed = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One atomic write to a session: field changes, messages appended in order, an operator
+    whisper, and the follow-up work (queued with it). `touch` counts it as activity;
+    `answer` settles every customer message so far; `require_open` refuses a closed session."""
+
+    set: Mapping[str, Any] = field(default_factory=dict)
+    messages: Sequence[Mapping[str, Any]] = ()
+    whisper: Mapping[str, Any] | None = None
+    work: Sequence[Work] = ()
+    touch: bool = False
+    answer: bool = False
+    require_open: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class CommitResult:
-    status: str
+    status: WriteStatus
     version: int = 0
     dispatched: int = 0
     seqs: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status is WriteStatus.ok
 
 
-def commit(
-    sid: str,
-    *,
-    expect_version: int = -1,
-    require_open: bool = False,
-    set: Mapping[str, Any] | None = None,
-    touch: bool = False,
-    messages: Sequence[Mapping[str, Any]] = (),
-    answer: bool = False,
-    zadd: Sequence[tuple[str, float, str]] = (),
-    zrem: Sequence[tuple[str, str]] = (),
-    rpush: Sequence[tuple[str, str, int | None]] = (),
-    setex: Sequence[tuple[str, str, int]] = (),
-    job: TurnJob | None = None,
-    jobs: Sequence[TurnJob] = (),
-    at_ms: int | None = None,
-) -> Op[CommitResult]:
-    """Atomic session write; `conflict` if the session moved past `expect_version`."""
+def commit(sid: str, change: Change, *, expect_version: int = -1, at_ms: int | None = None) -> Op[CommitResult]:
+    """Apply `change` atomically; `conflict` if the session moved past `expect_version`."""
     ms = at_ms if at_ms is not None else now_ms()
     params = {
         "sid": sid,
         "now_ms": ms,
         "now_iso": iso_from_ms(ms),
         "expect_version": expect_version,
-        "require_open": require_open,
-        "set": _flat(set or {}),
-        "touch": touch,
-        "messages": [message_rest(m) for m in messages],
-        "answer": answer,
-        "zadd": [list(z) for z in zadd],
-        "zrem": [list(z) for z in zrem],
-        "rpush": [[k, v, n] if n else [k, v] for k, v, n in rpush],
-        "setex": [list(s) for s in setex],
-        "job": job.params() if job else None,
-        "jobs": [j.params() for j in jobs],
+        "require_open": change.require_open,
+        "set": _flat(change.set),
+        "touch": change.touch,
+        "messages": [message_rest(m) for m in change.messages],
+        "answer": change.answer,
+        "whisper": json.dumps(change.whisper, ensure_ascii=False) if change.whisper else "",
+        "whispers_keep": WHISPERS_KEEP,
     }
-    reply = yield Lua(
-        "commit",
-        json.dumps(params, ensure_ascii=False, separators=(",", ":")),
-        job.data if job else b"",
-        *(j.data for j in jobs),
-    )
-    status = reply[0]
-    if status == "ok":
-        return CommitResult("ok", int(reply[1]), int(reply[2]), [int(x) for x in reply[3:]])
-    if status == "conflict":
-        return CommitResult("conflict", int(reply[1]))
+    reply = yield Lua("commit", json.dumps(params, ensure_ascii=False, separators=(",", ":")), work=change.work)
+    status = WriteStatus(reply[0])
+    if status is WriteStatus.ok:
+        return CommitResult(status, int(reply[1]), int(reply[2]), [int(x) for x in reply[3:]])
+    if status is WriteStatus.conflict:
+        return CommitResult(status, int(reply[1]))
     return CommitResult(status)
+
+
+class Contention(Exception):
+    """The session kept changing under a compare-and-set write; the caller may retry later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Updated:
+    """What `update` did: `session` is the state the change was planned from."""
+
+    status: WriteStatus
+    session: Session | None = None
+    result: CommitResult | None = None
+
+
+def update(sid: str, plan: Callable[[Session], Change | None]) -> Op[Updated]:
+    """Read the session, plan a change from it, write it if nothing moved in between; repeat
+    on a conflict. `plan` returns None to write nothing, or raises to refuse."""
+    for _ in range(CAS_ATTEMPTS):
+        session = yield from get(sid)
+        if session is None:
+            return Updated(WriteStatus.missing)
+        change = plan(session)
+        if change is None:
+            return Updated(WriteStatus.ok, session)
+        res = yield from commit(sid, change, expect_version=session.version)
+        if res.status is not WriteStatus.conflict:
+            return Updated(res.status, session, res)
+    raise Contention(f"session {sid} kept changing")
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,8 +481,6 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
 
 def list_page(flt: SessionFilter, *, limit: int, cursor: str | None) -> Op[tuple[list[Session], str | None]]:
     """Newest activity first; walks the smallest matching index and checks the other filters."""
-    from agent_core.store.runner import Batch
-
     scope = flt.agent_id or "*"
     names = flt.index_names()
     candidates = [keys.index(scope, "all")] + [keys.index(scope, n) for n in names.values()]
@@ -498,7 +542,19 @@ def expired_turns(limit: int = 500) -> Op[list[str]]:
     return list(sids)
 
 
-def redispatch(sid: str, job: TurnJob) -> Op[bool]:
-    params = {"sid": sid, "now_ms": now_ms(), "job": job.params()}
-    reply = yield Lua("redispatch", json.dumps(params), job.data)
+def redispatch(sid: str) -> Op[bool]:
+    """Queue the turn again if its lease ran out and it is still needed (the watchdog)."""
+    reply = yield Lua("redispatch", sid, now_ms(), work=[Work.turn()])
     return bool(reply == 1)
+
+
+SWEEP_BATCH = 500
+
+
+def idle_since(agent_id: str, status: SessionStatus, before_ms: float) -> Op[list[str]]:
+    """Up to SWEEP_BATCH of the agent's sessions in `status` with no activity since `before_ms`
+    (read from the status index, which is scored by last activity)."""
+    sids = yield Cmd(
+        "ZRANGEBYSCORE", keys.index(agent_id, f"status:{status.value}"), "-inf", int(before_ms), "LIMIT", 0, SWEEP_BATCH
+    )
+    return list(sids)

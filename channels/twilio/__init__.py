@@ -7,6 +7,7 @@ REST client pulls in aiohttp and requests, which the web process never needs.
 from typing import Any
 
 from channels.twilio.errors import (
+    OPTED_OUT_CODE,
     ChannelError,
     DeliveryError,
     InvalidTwilioRequest,
@@ -19,14 +20,12 @@ from channels.twilio.parse import (
     WHATSAPP_PREFIX,
     classify_keyword,
     clean_text,
-    is_newer,
     parse_form,
     parse_inbound,
     parse_status,
-    status_rank,
 )
 from channels.twilio.signatures import SIGNATURE_HEADER, verify, webhook_url
-from channels.twilio.split import BODY_LIMIT, split_message
+from channels.twilio.split import BODY_LIMIT, message_parts, part_count, split_message
 from channels.twilio.twiml import CONTENT_TYPE, EMPTY_RESPONSE
 
 __all__ = [
@@ -35,10 +34,12 @@ __all__ = [
     "DEFAULT_API_BASE_URL",
     "EMPTY_RESPONSE",
     "IDEMPOTENCY_HEADER",
+    "OPTED_OUT_CODE",
     "SIGNATURE_HEADER",
     "WHATSAPP_PREFIX",
     "ChannelError",
     "DeliveryError",
+    "DevOutboxSender",
     "InvalidTwilioRequest",
     "PermanentDeliveryError",
     "RetryableDeliveryError",
@@ -46,13 +47,13 @@ __all__ = [
     "TwilioSender",
     "classify_keyword",
     "clean_text",
-    "is_newer",
     "is_retryable",
+    "message_parts",
     "parse_form",
     "parse_inbound",
     "parse_status",
+    "part_count",
     "split_message",
-    "status_rank",
     "verify",
     "webhook_url",
 ]
@@ -70,4 +71,8 @@ def __getattr__(name: str) -> Any:
         from channels.twilio.http_client import TwilioHttpxClient
 
         return TwilioHttpxClient
+    if name == "DevOutboxSender":
+        from channels.twilio.dev import DevOutboxSender
+
+        return DevOutboxSender
     raise AttributeError(name)

@@ -1,6 +1,9 @@
-"""One exception tree for the Twilio boundary, and the one rule that says what is worth retrying."""
+"""Twilio's errors: webhook requests that are not Twilio's, and the one rule that says which
+REST failures are worth retrying (sending raises the channel-neutral tree of channels.models)."""
 
 from __future__ import annotations
+
+from channels.models import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
 
 # Twilio error codes that no retry can fix (https://www.twilio.com/docs/api/errors).
 PERMANENT_TWILIO_CODES = frozenset(
@@ -15,10 +18,22 @@ PERMANENT_TWILIO_CODES = frozenset(
 )
 # Twilio's own "too many requests" code; it can arrive with a 400-range status.
 RETRYABLE_TWILIO_CODES = frozenset({20429})
+# The recipient replied STOP: the customer is opted out until they send START.
+OPTED_OUT_CODE = 21610
+
+__all__ = [
+    "OPTED_OUT_CODE",
+    "ChannelError",
+    "DeliveryError",
+    "InvalidTwilioRequest",
+    "PermanentDeliveryError",
+    "RetryableDeliveryError",
+    "is_retryable",
+]
 
 
 class ChannelError(Exception):
-    """Base of every error raised by channels.twilio."""
+    """Base of the errors channels.twilio raises about requests it receives."""
 
 
 class InvalidTwilioRequest(ChannelError):
@@ -32,45 +47,6 @@ class InvalidTwilioRequest(ChannelError):
 
     def __str__(self) -> str:
         return f"{self.field}: {self.reason}"
-
-
-class DeliveryError(ChannelError):
-    """Sending failed; `sent_parts` maps part index -> Twilio SID for parts Twilio accepted before the failure."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        sent_parts: dict[int, str] | None = None,
-        status_code: int | None = None,
-        code: int | None = None,
-    ) -> None:
-        # Only `message` goes to args: pickling rebuilds with cls(*args) and restores the rest from __dict__.
-        super().__init__(message)
-        self.message = message
-        self.sent_parts: dict[int, str] = dict(sent_parts or {})
-        self.status_code = status_code
-        self.code = code
-
-
-class RetryableDeliveryError(DeliveryError):
-    """A transient failure (429, 5xx, network, timeout); retry after `retry_after` seconds when Twilio said so."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        sent_parts: dict[int, str] | None = None,
-        status_code: int | None = None,
-        code: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, sent_parts=sent_parts, status_code=status_code, code=code)
-        self.retry_after = retry_after
-
-
-class PermanentDeliveryError(DeliveryError):
-    """A failure no retry can fix (opted out, invalid number, outside the WhatsApp window, other 4xx)."""
 
 
 def is_retryable(status_code: int, twilio_code: int | None) -> bool:

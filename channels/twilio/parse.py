@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote_plus
 
-from channels.models import Channel, InboundMessage, Keyword, MediaItem, StatusUpdate
-from channels.twilio.errors import InvalidTwilioRequest
+from channels.models import Channel, DeliveryStatus, InboundMessage, Keyword, Media, StatusUpdate
+from channels.twilio.errors import OPTED_OUT_CODE, InvalidTwilioRequest
 
 WHATSAPP_PREFIX = "whatsapp:"
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
@@ -55,23 +55,6 @@ _MAPPED = frozenset(
     }
 )
 _LOCATION_FIELDS = ("Latitude", "Longitude", "Address", "Label")
-
-# Status order for delivery callbacks, which Twilio may deliver out of order. Equal ranks never
-# replace each other, so the first terminal status (delivered/undelivered/failed/canceled) sticks;
-# only WhatsApp's "read" comes after it.
-_STATUS_RANK = {
-    "accepted": 1,
-    "scheduled": 1,
-    "queued": 2,
-    "sending": 3,
-    "sent": 4,
-    "delivered": 5,
-    "undelivered": 5,
-    "failed": 5,
-    "canceled": 5,
-    "partially_delivered": 5,
-    "read": 6,
-}
 
 
 def parse_form(raw_body: bytes) -> dict[str, str]:
@@ -160,28 +143,25 @@ def parse_status(params: Mapping[str, str]) -> StatusUpdate:
     status = clean_text(params.get("MessageStatus") or params.get("SmsStatus") or "").strip().lower()
     if not status:
         raise InvalidTwilioRequest("MessageStatus", "missing")
+    try:
+        known = DeliveryStatus(status)
+    except ValueError:
+        raise InvalidTwilioRequest("MessageStatus", f"not a status: {status[:40]!r}") from None
     to = _optional(params, "To")
     from_address = _optional(params, "From")
-    channel: Channel = "whatsapp" if any(_channel(a) == "whatsapp" for a in (to, from_address) if a) else "sms"
+    error_code = _int_or_none(params.get("ErrorCode"))
+    whatsapp = any(_channel(a) is Channel.whatsapp for a in (to, from_address) if a)
+    channel = Channel.whatsapp if whatsapp else Channel.sms
     return StatusUpdate(
         message_sid=message_sid,
-        status=status,
-        error_code=_int_or_none(params.get("ErrorCode")),
+        status=known,
+        error_code=error_code,
+        opted_out=error_code == OPTED_OUT_CODE,
         error_message=_optional(params, "ErrorMessage"),
         channel=channel,
         to=to,
         from_address=from_address,
     )
-
-
-def status_rank(status: str) -> int:
-    """Position of a delivery status in its lifecycle; unknown statuses rank 0, below every known one."""
-    return _STATUS_RANK.get(status.lower(), 0)
-
-
-def is_newer(old: str | None, new: str) -> bool:
-    """Whether `new` should replace the recorded status `old`: only a strictly higher rank does."""
-    return old is None or status_rank(new) > status_rank(old)
 
 
 def _trim_punctuation(text: str) -> str:
@@ -225,7 +205,7 @@ def _address(params: Mapping[str, str], field: str) -> str:
 
 
 def _channel(address: str) -> Channel:
-    return "whatsapp" if address.lower().startswith(WHATSAPP_PREFIX) else "sms"
+    return Channel.whatsapp if address.lower().startswith(WHATSAPP_PREFIX) else Channel.sms
 
 
 def _optional(params: Mapping[str, str], field: str) -> str | None:
@@ -233,7 +213,7 @@ def _optional(params: Mapping[str, str], field: str) -> str | None:
     return value or None
 
 
-def _media(params: Mapping[str, str], mapped: set[str]) -> list[MediaItem]:
+def _media(params: Mapping[str, str], mapped: set[str]) -> list[Media]:
     # Read every MediaUrlN present rather than trusting NumMedia, so no URL is silently dropped.
     indexes = sorted(int(m.group(1)) for key in params if (m := _MEDIA_URL.fullmatch(key)))
     media = []
@@ -242,7 +222,7 @@ def _media(params: Mapping[str, str], mapped: set[str]) -> list[MediaItem]:
         mapped.update((url_key, type_key))
         url = clean_text(params[url_key]).strip()
         if url:
-            media.append(MediaItem(url=url, content_type=_optional(params, type_key)))
+            media.append(Media(url=url, content_type=_optional(params, type_key)))
     return media
 
 

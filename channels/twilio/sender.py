@@ -13,16 +13,26 @@ import httpx
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.rest import Client
 
-from channels.models import OutboundMessage, SendReceipt
+from channels.models import (
+    Channel,
+    DeliveryError,
+    DeliveryStatus,
+    OutboundMessage,
+    PermanentDeliveryError,
+    RetryableDeliveryError,
+    SendReceipt,
+)
 from channels.twilio import DEFAULT_API_BASE_URL
-from channels.twilio.errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError, is_retryable
+from channels.twilio.errors import OPTED_OUT_CODE, is_retryable
 from channels.twilio.http_client import TwilioHttpxClient
 from channels.twilio.parse import WHATSAPP_PREFIX
-from channels.twilio.split import split_message
+from channels.twilio.split import message_parts, part_count
 
 
 class TwilioSender:
     """A Sender for the "sms" and "whatsapp" channels; every request goes through `http_client`."""
+
+    parts = staticmethod(part_count)
 
     def __init__(
         self,
@@ -45,7 +55,7 @@ class TwilioSender:
         except PermanentDeliveryError as exc:
             exc.sent_parts = sent
             raise
-        status = "queued"
+        status = DeliveryStatus.queued
         for index, fields in enumerate(requests):
             if index in sent:
                 continue
@@ -56,7 +66,7 @@ class TwilioSender:
             if not created.sid:
                 raise RetryableDeliveryError("Twilio answered without a message SID", sent_parts=sent)
             sent[index] = created.sid
-            status = str(created.status or status)
+            status = _status(created.status, status)
         return SendReceipt(
             channel_message_ids=[sent[index] for index in range(len(requests))],
             parts=len(requests),
@@ -78,7 +88,9 @@ class TwilioSender:
                     code=code,
                     retry_after=_retry_after(response.headers if response else None),
                 )
-            return PermanentDeliveryError(text, sent_parts=sent, status_code=status_code, code=code)
+            return PermanentDeliveryError(
+                text, sent_parts=sent, status_code=status_code, code=code, opted_out=code == OPTED_OUT_CODE
+            )
         if isinstance(exc, httpx.HTTPError | json.JSONDecodeError):
             # The request may or may not have reached Twilio; resending risks a duplicate part, not sending loses it.
             return RetryableDeliveryError(f"Twilio request failed: {type(exc).__name__}: {exc}", sent_parts=sent)
@@ -103,7 +115,7 @@ def _requests(message: OutboundMessage) -> list[dict[str, Any]]:
             template["content_variables"] = json.dumps(message.content_variables, separators=(",", ":"))
         return [template]
 
-    bodies = split_message(message.text)
+    bodies = message_parts(message)
     if not bodies and not message.media_urls:
         raise PermanentDeliveryError("message has no text, media or template")
     requests = [{**common, "body": body} for body in bodies] or [dict(common)]
@@ -112,11 +124,18 @@ def _requests(message: OutboundMessage) -> list[dict[str, Any]]:
     return requests
 
 
-def _channel_address(channel: str, address: str, field: str) -> str:
+def _status(value: object, default: DeliveryStatus) -> DeliveryStatus:
+    try:
+        return DeliveryStatus(str(value)) if value else default
+    except ValueError:
+        return default
+
+
+def _channel_address(channel: Channel, address: str, field: str) -> str:
     has_prefix = address.lower().startswith(WHATSAPP_PREFIX)
-    if channel == "whatsapp":
+    if channel is Channel.whatsapp:
         return address if has_prefix else WHATSAPP_PREFIX + address
-    if channel == "sms":
+    if channel is Channel.sms:
         if has_prefix:
             raise PermanentDeliveryError(f"{field} address {address!r} is a WhatsApp address on an sms message")
         return address

@@ -12,7 +12,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
-BODY_LIMIT = 1600
+from channels.models import Channel, OutboundMessage
+
+BODY_LIMIT = Channel.sms.capabilities.max_length
 
 _PARAGRAPH = re.compile(r"\n\s*\n\s*")
 _SENTENCE = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*\s+|[\u3002\uff01\uff1f]+\s*")
@@ -123,3 +125,15 @@ def _is_continuation(char: str) -> bool:
 
 def _is_regional_indicator(char: str) -> bool:
     return 0x1F1E6 <= ord(char) <= 0x1F1FF
+
+
+def message_parts(message: OutboundMessage) -> list[str]:
+    """The Body of each provider message `message` becomes (a template is one, with no Body)."""
+    if message.content_sid:
+        return []
+    return split_message(message.text, message.channel.capabilities.max_length or BODY_LIMIT)
+
+
+def part_count(message: OutboundMessage) -> int:
+    """How many provider messages `message` becomes (what a sender's rate counts)."""
+    return max(1, len(message_parts(message)))

@@ -12,7 +12,7 @@ from agent_core import knowledge
 from agent_core.models import Agent, AgentSpec, AgentStatus
 from agent_core.store import agents
 from agent_core.store.agents import SaveResult
-from gateway.api.chat import load_agent, store_of
+from gateway.api.common import load_agent, store_of
 from gateway.api.routing import Endpoint, Query
 from gateway.api.schemas import ActiveAgent
 from gateway.auth import ADMIN, ANY, OPERATOR

@@ -9,13 +9,24 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 
-from agent_core.models import Agent, AgentStatus, Channel, Role, SessionMode, SessionStatus, now_iso
-from agent_core.store import AsyncStore, agents, keys, messages, sessions
+from agent_core import inbound as customer
+from agent_core.models import AgentStatus, Channel, Role, Session, SessionMode, SessionStatus, now_iso
+from agent_core.store import (
+    AsyncStore,
+    Change,
+    Contention,
+    IngestResult,
+    IngestStatus,
+    WriteStatus,
+    agents,
+    messages,
+    sessions,
+)
 from agent_core.store.sessions import SessionFilter
 from agent_core.store.tokens import TokenRecord
 from agent_core.support import run_command, send_template
-from agent_core.turns import eligible
 from gateway.api import schemas
+from gateway.api.common import load_agent, load_session, session_json, store_of
 from gateway.api.routing import Endpoint, Query
 from gateway.auth import ANY, OPERATOR
 from gateway.errors import Forbidden, NotFound, Unprocessable, envelope
@@ -30,30 +41,6 @@ from gateway.http import (
     query_int,
 )
 from gateway.notifier import Notifier
-from workers.queues import support_jobs, turn_job
-
-
-def store_of(request: Request) -> AsyncStore:
-    return request.app.state.store  # type: ignore[no-any-return]
-
-
-def session_json(session: Any) -> dict[str, Any]:
-    return session.model_dump(mode="json")  # type: ignore[no-any-return]
-
-
-async def load_agent(store: AsyncStore, agent_id: str, field: str = "agent_uuid") -> Agent:
-    agent = await store.run(agents.get(agent_id))
-    if agent is None:
-        raise NotFound(f"{field}: no agent with id '{agent_id}'")
-    return agent
-
-
-async def load_session(request: Request) -> Any:
-    sid = request.path_params["session_id"]
-    session = await store_of(request).run(sessions.get(sid))
-    if session is None:
-        raise NotFound(f"session_id: no session with id '{sid}'")
-    return session
 
 
 async def create_session(request: Request) -> Response:
@@ -110,7 +97,7 @@ def _inbound_result(session_id: str, notice: dict[str, Any], *, pending: bool = 
     return out
 
 
-def _snapshot(session: Any, reply: str | None) -> dict[str, Any]:
+def _snapshot(session: Session, reply: str | None) -> dict[str, Any]:
     return {
         "reply": reply,
         "state": session.current_state,
@@ -133,6 +120,19 @@ async def _stored_reply(store: AsyncStore, sid: str, seq: int) -> str | None:
     return None
 
 
+def _refusal(result: IngestResult, body: schemas.InboundBody) -> Exception | None:
+    """The API error for an inbound message the store did not take."""
+    if result.status is IngestStatus.no_agent:
+        return NotFound(f"agent_uuid: no agent with id '{body.agent_uuid}'")
+    if result.status is IngestStatus.archived:
+        return Unprocessable(f"agent_uuid: agent '{body.agent_uuid}' is archived")
+    if result.status is IngestStatus.no_session:
+        return NotFound(f"session_id: no session with id '{body.session_id}'")
+    if result.status is IngestStatus.session_mismatch:
+        return Unprocessable(f"session_id: session '{body.session_id}' belongs to another agent or customer")
+    return None
+
+
 async def inbound(request: Request) -> Response:
     body = await parse_body(request, schemas.InboundBody)
     settings = request.app.state.settings
@@ -140,47 +140,51 @@ async def inbound(request: Request) -> Response:
     token: TokenRecord = request.state.token
     store = store_of(request)
     idem = request.headers.get("idempotency-key", "").strip()
-    dedupe = [keys.dedupe("api", f"{token.id}:{idem[:200]}")] if idem else []
-    msg = sessions.new_message("customer", body.content, created_at=now_iso())
     result = await store.run(
-        sessions.ingest(
-            customer_id=body.customer_id,
-            channel=Channel.api,
-            message=msg,
-            job=turn_job(),
-            agent_id=body.agent_uuid,
-            session_id=body.session_id or "",
-            dedupe=dedupe,
+        customer.receive(
+            customer.CustomerMessage(
+                channel=Channel.api,
+                customer_id=body.customer_id,
+                text=body.content,
+                agent_id=body.agent_uuid,
+                session_id=body.session_id or "",
+                dedupe=(("api", f"{token.id}:{idem[:200]}"),) if idem else (),
+            )
         )
     )
-    if result.status == "no_agent":
-        raise NotFound(f"agent_uuid: no agent with id '{body.agent_uuid}'")
-    if result.status == "archived":
-        raise Unprocessable(f"agent_uuid: agent '{body.agent_uuid}' is archived")
-    if result.status == "no_session":
-        raise NotFound(f"session_id: no session with id '{body.session_id}'")
-    if result.status == "session_mismatch":
-        raise Unprocessable(f"session_id: session '{body.session_id}' belongs to another agent or customer")
+    refusal = _refusal(result, body)
+    if refusal is not None:
+        raise refusal
     assert result.session_id is not None and result.seq is not None
     sid, seq = result.session_id, result.seq
     structlog.contextvars.bind_contextvars(session_id=sid)
     state = {"reply": None, "state": result.state, "mode": result.mode, "help_requested": result.help_requested}
-    if result.status == "dup":
+    if result.status is IngestStatus.dup:
         # A repeated Idempotency-Key: answer from the stored session (rare, so reads are fine).
-        session = await store.run(sessions.get(sid))
+        session, eligible = await store.run(sessions.get_for_turn(sid))
         if session is None:
             raise NotFound(f"session_id: no session with id '{sid}'")
-        agent = await load_agent(store, session.agent_id)
         if session.answered_seq >= seq:
             reply = await _stored_reply(store, sid, seq)
             return envelope(_inbound_result(sid, _snapshot(session, reply)))
-        if not eligible(agent, session):
+        if not eligible:
             return envelope(_inbound_result(sid, _snapshot(session, None)))
         state = _snapshot(session, None)
     elif not result.eligible:
         return envelope(_inbound_result(sid, state))
     if wait_s <= 0:
         return envelope(_inbound_result(sid, state, pending=True), status_code=202)
+    notice = await _wait_for_reply(request, store, sid, seq, wait_s, state)
+    if notice is None:
+        return envelope(_inbound_result(sid, state, pending=True), status_code=202)
+    return envelope(_inbound_result(sid, notice))
+
+
+async def _wait_for_reply(
+    request: Request, store: AsyncStore, sid: str, seq: int, wait_s: float, state: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The turn's notice that answers customer message `seq` (reply filled in), or None when
+    `wait_s` passes first. Waits on pub/sub, registered before a single look at the store."""
     notifier: Notifier = request.app.state.notifier
     waiter = notifier.waiter(sid, seq)
     try:
@@ -189,42 +193,40 @@ async def inbound(request: Request) -> Response:
         if answered >= seq:
             session = await store.run(sessions.get(sid))
             reply = await _stored_reply(store, sid, seq)
-            return envelope(_inbound_result(sid, _snapshot(session, reply) if session else {**state, "reply": reply}))
+            return _snapshot(session, reply) if session else {**state, "reply": reply}
         try:
-            notice = await asyncio.wait_for(asyncio.shield(waiter.future), timeout=wait_s)
+            notice: dict[str, Any] = await asyncio.wait_for(asyncio.shield(waiter.future), timeout=wait_s)
         except TimeoutError:
-            return envelope(_inbound_result(sid, state, pending=True), status_code=202)
+            return None
         if notice.get("reply") is None and int(notice.get("answered_upto") or 0) >= seq:
             # Answered, but the reply's own notice was not seen (pub/sub is lossy).
             notice = {**notice, "reply": await _stored_reply(store, sid, seq)}
-        return envelope(_inbound_result(sid, notice))
+        return notice
     finally:
         notifier.forget(waiter)
 
 
 async def inject_context(request: Request) -> Response:
     body = await parse_body(request, schemas.InjectContextBody)
-    store = store_of(request)
-    for _ in range(20):
-        session = await load_session(request)
+    sid = request.path_params["session_id"]
+    context: list[str] = []
+
+    def plan(session: Session) -> Change:
         if session.status is SessionStatus.closed:
             raise Unprocessable(f"session_id: session '{session.id}' is closed")
-        context = schemas.clean_context([*session.metadata.context, body.context])
-        note = sessions.new_message("context", body.context, created_at=now_iso(), private=True)
-        res = await store.run(
-            sessions.commit(
-                session.id,
-                expect_version=session.version,
-                require_open=True,
-                set={"context": context},
-                messages=[note],
-            )
-        )
-        if res.status == "closed":
-            raise Unprocessable(f"session_id: session '{session.id}' is closed")
-        if res.ok:
-            return envelope({"session_id": session.id, "context": context})
-    raise Unprocessable("session_id: the session is changing too quickly; retry")
+        context[:] = schemas.clean_context([*session.metadata.context, body.context])
+        note = sessions.new_message(Role.context, body.context, created_at=now_iso(), private=True)
+        return Change(set={"context": context}, messages=[note], require_open=True)
+
+    try:
+        res = await store_of(request).run(sessions.update(sid, plan))
+    except Contention:
+        raise Unprocessable("session_id: the session is changing too quickly; retry") from None
+    if res.status is WriteStatus.missing:
+        raise NotFound(f"session_id: no session with id '{sid}'")
+    if res.status is WriteStatus.closed:
+        raise Unprocessable(f"session_id: session '{sid}' is closed")
+    return envelope({"session_id": sid, "context": context})
 
 
 async def support(request: Request) -> Response:
@@ -240,7 +242,6 @@ async def support(request: Request) -> Response:
             operator=token.name,
             command=body.command,
             message=body.message,
-            jobs=support_jobs(),
         )
     )
     return envelope(result.data)
@@ -256,7 +257,6 @@ async def template(request: Request) -> Response:
             operator=token.name,
             content_sid=body.content_sid,
             content_variables=body.content_variables,
-            jobs=support_jobs(),
         )
     )
     return envelope(data)

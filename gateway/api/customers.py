@@ -5,9 +5,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from agent_core import customers
-from agent_core.store import agents
-from gateway.api.chat import load_agent, store_of
+from agent_core.store import agents, customers, memory
+from gateway.api.common import load_agent, store_of
 from gateway.api.routing import Endpoint, Query
 from gateway.auth import ADMIN, OPERATOR
 from gateway.errors import envelope
@@ -34,7 +33,7 @@ async def get_memory(request: Request) -> Response:
         ids = [agent_id]
     else:
         ids = await store.run(agents.all_ids())
-    items = await store.run(customers.memory(customer_id, ids, limit=limit_param(request)))
+    items = await store.run(memory.of_customer(customer_id, ids, limit=limit_param(request)))
     return envelope({"customer_id": customer_id, "items": items})
 
 

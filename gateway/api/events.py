@@ -12,7 +12,7 @@ from starlette.responses import Response, StreamingResponse
 
 from agent_core.store import messages, sessions
 from agent_core.store.tokens import TokenRecord
-from gateway.api.chat import load_session, session_json, store_of
+from gateway.api.common import load_session, session_json, store_of
 from gateway.api.routing import Endpoint, Query
 from gateway.auth import ANY, OPERATOR
 from gateway.errors import Forbidden, Unprocessable

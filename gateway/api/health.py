@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -12,56 +11,30 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from agent_core.store import Batch, Cmd, keys, sessions
-from gateway.api.chat import store_of
+from agent_core.store import health, sessions
+from gateway.api.common import store_of
 from gateway.api.routing import Endpoint
-from workers.queues import ALL_QUEUES
+from workers.queues import queue_keys
 
-WORKER_FRESH_S = 30
+WORKER_FRESH_S = health.WORKER_FRESH_S
+QUEUE_KEYS = queue_keys()
 
 
 async def healthz(request: Request) -> Response:
     return JSONResponse({"success": True, "data": {"status": "ok"}})
 
 
-def _queue_cmds() -> list[Cmd]:
-    cmds = []
-    for q in ALL_QUEUES:
-        cmds.append(Cmd("LLEN", f"rq:queue:{q}"))
-        cmds.append(Cmd("ZCARD", f"rq:wip:{q}"))
-        cmds.append(Cmd("ZCARD", f"rq:failed:{q}"))
-    return cmds
-
-
 async def _snapshot(request: Request) -> dict[str, Any]:
-    store = store_of(request)
-    now = time.time()
-    replies = await store.run(
-        _batch(
-            Cmd("PING"),
-            Cmd("ZCOUNT", keys.WORKERS_SEEN, now - WORKER_FRESH_S, "+inf"),
-            Cmd("ZCARD", keys.TURNS_PENDING),
-            Cmd("HGETALL", keys.COUNTERS),
-            *_queue_cmds(),
-        )
-    )
-    queues = {}
-    for i, q in enumerate(ALL_QUEUES):
-        depth, started, failed = replies[4 + i * 3 : 7 + i * 3]
-        queues[q] = {"queued": int(depth), "started": int(started), "failed": int(failed)}
+    snap = await store_of(request).run(health.snapshot([(command, key) for _, _, command, key in QUEUE_KEYS]))
+    queues: dict[str, dict[str, int]] = {}
+    for (queue, state, _, _), size in zip(QUEUE_KEYS, snap.pop("queue_sizes"), strict=True):
+        queues.setdefault(queue, {})[state] = size
     return {
         "redis": "ok",
-        "workers": int(replies[1]),
-        "turns_pending": int(replies[2]),
-        "counters": {k: int(v) for k, v in replies[3].items()},
+        **snap,
         "queues": queues,
         "llm_provider": request.app.state.settings.llm.provider,
     }
-
-
-def _batch(*cmds: Cmd) -> Any:
-    replies = yield Batch(*cmds)
-    return replies
 
 
 async def readyz(request: Request) -> Response:

@@ -19,14 +19,12 @@ from agent_core import knowledge
 from agent_core.knowledge import DocumentError, DocumentText, KnowledgeDocument, documents, parsing
 from agent_core.models import KnowledgeConfig
 from agent_core.store import AsyncStore
-from gateway.api.chat import load_agent, store_of
+from gateway.api.common import load_agent, store_of
 from gateway.api.routing import Endpoint, Query
 from gateway.auth import ADMIN, OPERATOR
 from gateway.errors import NotFound, PayloadTooLarge, Unprocessable, envelope
 from gateway.http import limit_param, page, parse_body, query_bool, validate
-from workers.queues import DEFAULT, prepared_job
 
-INDEX_JOB = "workers.jobs.index_document"
 UPLOAD_PATH = "/v1/knowledge/documents"
 # Room for multipart boundaries, part headers and the other form fields around the file.
 ENVELOPE_SLACK = 64 * 1024
@@ -157,9 +155,7 @@ async def create_document(request: Request) -> Response:
             )
     except DocumentError as exc:
         raise _rejected(exc) from None
-    doc_id = knowledge.new_document_id()
-    job = None if chunks is not None else prepared_job(INDEX_JOB, doc_id, queue_name=DEFAULT, retries=3)
-    result = await store_of(request).run(documents.create(doc, chunks=chunks, doc_id=doc_id, job=job))
+    result = await store_of(request).run(knowledge.save(doc, chunks=chunks))
     return envelope(result.document.model_dump(mode="json"))
 
 

@@ -8,17 +8,12 @@ Twilio retry forever); it is logged and counted.
 
 from __future__ import annotations
 
-import secrets
-from typing import Any
-
 import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 
-from agent_core import delivery
-from agent_core.models import Channel, now_iso
-from agent_core.store import AsyncStore, Cmd, keys, sessions
-from channels.models import InboundMessage
+from agent_core import delivery, inbound
+from agent_core.store import AsyncStore, health
 from channels.twilio import (
     CONTENT_TYPE,
     EMPTY_RESPONSE,
@@ -33,10 +28,8 @@ from channels.twilio import (
 from gateway.api.routing import Endpoint
 from gateway.errors import BadRequest, Forbidden
 from gateway.logs import mask_phone
-from workers.queues import turn_job
 
 log = structlog.get_logger("gateway.webhooks.twilio")
-DEV_TOKEN_KEY = keys.P + "dev:twilio_auth_token"
 
 
 def twiml() -> Response:
@@ -46,22 +39,7 @@ def twiml() -> Response:
 async def dev_auth_token(store: AsyncStore) -> str:
     """Without TWILIO_AUTH_TOKEN, webhooks are still signed, with a token kept in Redis
     (`chatgw chat` signs with it), so the development path is the production path."""
-    token = secrets.token_hex(16)
-    created = await store.run(_set_nx(DEV_TOKEN_KEY, token))
-    if created:
-        return token
-    existing = await store.run(_get(DEV_TOKEN_KEY))
-    return str(existing)
-
-
-def _set_nx(key: str, value: str) -> Any:
-    ok = yield Cmd("SET", key, value, "NX")
-    return ok
-
-
-def _get(key: str) -> Any:
-    value = yield Cmd("GET", key)
-    return value
+    return await store.run(health.dev_twilio_token())
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -80,19 +58,6 @@ async def _form(request: Request) -> dict[str, str]:
     return params
 
 
-def agent_text(msg: InboundMessage) -> str:
-    """What the agent reads: the text, or a description of a button reply or a location."""
-    if msg.text:
-        return msg.text
-    if msg.button:
-        return str(msg.button.get("text") or msg.button.get("payload") or "")
-    if msg.location:
-        loc = msg.location
-        where = ", ".join(str(v) for v in (loc.get("label"), loc.get("address")) if v)
-        return f"[Shared a location: {loc.get('latitude')}, {loc.get('longitude')}{' — ' + where if where else ''}]"
-    return ""
-
-
 async def inbound_message(request: Request) -> Response:
     params = await _form(request)
     try:
@@ -102,51 +67,10 @@ async def inbound_message(request: Request) -> Response:
     if msg.is_empty:
         return twiml()
     store: AsyncStore = request.app.state.store
-    meta: dict[str, Any] = {}
-    if msg.location:
-        meta["location"] = msg.location
-    if msg.button:
-        meta["button"] = msg.button
-    if msg.raw:
-        meta["raw"] = msg.raw
-    record = sessions.new_message(
-        "customer",
-        agent_text(msg),
-        created_at=now_iso(),
-        media=[m.model_dump() for m in msg.media],
-        channel_message_id=msg.message_sid,
-        kind=msg.keyword.value if msg.keyword else None,
-        meta=meta,
-    )
-    dedupe = [keys.dedupe("sm", msg.message_sid)]
-    if msg.idempotency_token:
-        dedupe.append(keys.dedupe("idem", msg.idempotency_token))
-    route = [msg.to_address]
-    if msg.messaging_service_sid:
-        route.append("mss:" + msg.messaging_service_sid)
-    result = await store.run(
-        sessions.ingest(
-            customer_id=msg.customer_id,
-            channel=Channel(msg.channel),
-            message=record,
-            job=turn_job(),
-            route=route,
-            customer_address=msg.from_address,
-            kind=msg.keyword.value if msg.keyword else "message",
-            dedupe=dedupe,
-            profile_name=msg.profile_name or "",
-            agent_address=msg.to_address,
-            messaging_service_sid=msg.messaging_service_sid,
-        )
-    )
-    if result.status in ("no_agent", "archived"):
-        await store.run(_count("unknown_number"))
+    result = await store.run(inbound.receive(inbound.from_channel(msg)))
+    if result.status in inbound.UNROUTED:
         log.warning("message to a number no active agent owns", to=mask_phone(msg.to_address), status=result.status)
     return twiml()
-
-
-def _count(name: str) -> Any:
-    yield Cmd("HINCRBY", keys.COUNTERS, name, 1)
 
 
 async def message_status(request: Request) -> Response:

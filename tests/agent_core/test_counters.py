@@ -9,10 +9,9 @@ from typing import Any
 import redis
 
 from agent_core import lifecycle
-from agent_core.models import AgentSpec, Channel
-from agent_core.store import Store, agents, keys, sessions
+from agent_core.models import AgentSpec, Channel, Role
+from agent_core.store import Change, Store, agents, keys, sessions
 from agent_core.store.sessions import SessionFilter
-from workers.queues import turn_job
 
 
 def recount(r: redis.Redis) -> tuple[dict[str, Counter[str]], dict[str, set[str]]]:
@@ -60,11 +59,9 @@ def test_counters_equal_a_recount_after_random_changes(store: Store, redis_url: 
         op = rng.choice(["inbound", "inbound", "open", "help", "support", "dormant", "close", "sweep"])
         agent_id, cust = rng.choice(agent_ids), rng.choice(customers)
         if op == "inbound":
-            msg = sessions.new_message("customer", f"m{step}", created_at="2026-01-01T00:00:00.000Z")
+            msg = sessions.new_message(Role.customer, f"m{step}", created_at="2026-01-01T00:00:00.000Z")
             store.run(
-                sessions.ingest(
-                    customer_id=cust, channel=rng.choice(list(Channel)), message=msg, job=turn_job(), agent_id=agent_id
-                )
+                sessions.ingest(customer_id=cust, channel=rng.choice(list(Channel)), message=msg, agent_id=agent_id)
             )
         elif op == "open":
             store.run(
@@ -85,13 +82,13 @@ def test_counters_equal_a_recount_after_random_changes(store: Store, redis_url: 
                 "help": {"help_requested": rng.random() < 0.6},
                 "support": {"mode": rng.choice(["ai", "support"])},
                 "dormant": {"status": "dormant"},
-                "close": lifecycle.close_changes("test", "2026-01-01T00:00:00.000Z"),
+                "close": sessions.closing("test", "2026-01-01T00:00:00.000Z"),
                 "sweep": {},
             }[op]
             if op == "sweep":
                 lifecycle.sweep(store, now_ms=4_000_000_000_000)
             else:
-                store.run(sessions.commit(sid, set=changes, touch=rng.random() < 0.5))
+                store.run(sessions.commit(sid, Change(set=changes, touch=rng.random() < 0.5)))
         if step % 50 == 0:
             assert_consistent(store, r)
     assert_consistent(store, r)
@@ -102,13 +99,12 @@ def test_filters_combine_and_paginate_newest_first(store: Store) -> None:
     assert a is not None
     sids = []
     for i in range(7):
-        msg = sessions.new_message("customer", "x", created_at="2026-01-01T00:00:00.000Z")
+        msg = sessions.new_message(Role.customer, "x", created_at="2026-01-01T00:00:00.000Z")
         res = store.run(
             sessions.ingest(
                 customer_id=f"c{i}",
                 channel=Channel.sms if i % 2 else Channel.api,
                 message=msg,
-                job=turn_job(),
                 agent_id=a.id,
                 at_ms=1_000 + i,
             )

@@ -6,34 +6,49 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytest
-
 from agent_core import delivery
-from agent_core.models import AgentSpec, Channel
-from agent_core.store import Store, agents, sessions
+from agent_core.models import AgentSpec, Channel, Role
+from agent_core.store import Change, Store, agents, sessions
 from channels.models import OutboundMessage, SendReceipt
-from workers.queues import turn_job
 
 
 class Recorder:
     def __init__(self) -> None:
         self.sent: list[OutboundMessage] = []
 
+    def parts(self, message: OutboundMessage) -> int:
+        return 1
+
     def send(self, message: OutboundMessage) -> SendReceipt:
         self.sent.append(message)
         return SendReceipt(channel_message_ids=[f"SM{len(self.sent):032d}"], parts=1, status="queued")
 
 
+class Later:
+    """The queue's scheduler, as the Deliverer sees it: records each retry asked for."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str, int, float]] = []
+
+    def __call__(self, session_id: str, message_id: str, attempt: int, delay_s: float) -> None:
+        self.asked.append((session_id, message_id, attempt, delay_s))
+
+
+def deliverer(store: Store, senders: dict[Any, Any], config: delivery.DeliveryConfig, **kw: Any) -> delivery.Deliverer:
+    return delivery.Deliverer(
+        store=store, senders=senders, config=config, retry_later=kw.pop("later", Later()), backoff_s=(2, 5), **kw
+    )
+
+
 def pending_reply(store: Store, customer: str, text: str = "hello") -> tuple[str, str]:
     agent = store.run(agents.get("agent_t")) or store.run(agents.create(AgentSpec(name="T"), agent_id="agent_t")).agent
     assert agent is not None
-    msg = sessions.new_message("customer", "hi", created_at="2026-01-01T00:00:00.000Z")
+    msg = sessions.new_message(Role.customer, "hi", created_at="2026-01-01T00:00:00.000Z")
     res = store.run(
         sessions.ingest(
             customer_id=customer,
             channel=Channel.sms,
             message=msg,
-            job=turn_job(),
             agent_id=agent.id,
             customer_address=customer,
             agent_address="+15550001111",
@@ -41,9 +56,9 @@ def pending_reply(store: Store, customer: str, text: str = "hello") -> tuple[str
     )
     assert res.session_id is not None
     reply = sessions.new_message(
-        "agent", text, created_at="2026-01-01T00:00:00.000Z", delivery={"status": "pending", "updated_at": "x"}
+        Role.agent, text, created_at="2026-01-01T00:00:00.000Z", delivery={"status": "pending", "updated_at": "x"}
     )
-    store.run(sessions.commit(res.session_id, messages=[reply]))
+    store.run(sessions.commit(res.session_id, Change(messages=[reply])))
     return res.session_id, reply["id"]
 
 
@@ -57,13 +72,13 @@ def test_sender_throttle_spaces_sends(store: Store) -> None:
     interval_ms = 10_000
     config = delivery.DeliveryConfig(status_callback_url=None, messages_per_second=0.1, max_wait_s=60)
     recorder = Recorder()
-    senders: dict[str, Any] = {"sms": recorder}
     sleeps: list[float] = []
+    sender = deliverer(store, {Channel.sms: recorder}, config, sleep=sleeps.append)
     windows: list[tuple[int, int]] = []
     for i in range(4):
         sid, mid = pending_reply(store, f"+1555000000{i}")
         start = now_ms()
-        assert delivery.deliver(store, senders, config, sid, mid, sleep=sleeps.append) == "sent"
+        assert sender.deliver(sid, mid) == "sent"
         windows.append((start, now_ms()))
     assert len(recorder.sent) == 4
     # The first send goes at once; send i waits until slot i, `interval_ms` after slot i - 1. The
@@ -78,34 +93,37 @@ def test_sender_throttle_spaces_sends(store: Store) -> None:
 def test_a_wait_beyond_the_limit_is_rescheduled_not_slept(store: Store) -> None:
     config = delivery.DeliveryConfig(status_callback_url=None, messages_per_second=0.1)
     recorder = Recorder()
-    senders: dict[str, Any] = {"sms": recorder}
+    slept: list[float] = []
+    later = Later()
+    sender = deliverer(store, {Channel.sms: recorder}, config, sleep=slept.append, later=later)
     sid, mid = pending_reply(store, "+15550000009")
     first_start = now_ms()
-    assert delivery.deliver(store, senders, config, sid, mid) == "sent"
+    assert sender.deliver(sid, mid) == "sent"
     first_end = now_ms()
     # The next slot is 10 s after the first send; a retry is due exactly then.
     slot_earliest, slot_latest = first_start + 10_000, first_end + 10_000
     sid2, mid2 = pending_reply(store, "+15550000008")
-    slept: list[float] = []
     start = now_ms()
-    with pytest.raises(delivery.Throttled) as info:
-        delivery.deliver(store, senders, config, sid2, mid2, sleep=slept.append)
+    assert sender.deliver(sid2, mid2) == "throttled"
     end = now_ms()
     assert slept == []
-    assert slot_earliest - end <= round(info.value.retry_after * 1000) <= slot_latest - start
+    # A throttled attempt is not a failed one: the same attempt number runs again at the slot.
+    ((asked_sid, asked_mid, attempt, delay),) = later.asked
+    assert (asked_sid, asked_mid, attempt) == (sid2, mid2, 0)
+    assert slot_earliest - end <= round(delay * 1000) <= slot_latest - start
     # Nothing was reserved for the throttled attempt: the next slot is still the same one.
     start = now_ms()
-    with pytest.raises(delivery.Throttled) as again:
-        delivery.deliver(store, senders, config, sid2, mid2)
+    assert sender.deliver(sid2, mid2) == "throttled"
     end = now_ms()
-    assert slot_earliest - end <= round(again.value.retry_after * 1000) <= slot_latest - start
+    assert slot_earliest - end <= round(later.asked[-1][3] * 1000) <= slot_latest - start
     assert len(recorder.sent) == 1
 
 
 def test_delivering_twice_sends_once(store: Store) -> None:
     config = delivery.DeliveryConfig(status_callback_url=None, messages_per_second=1000)
     recorder = Recorder()
+    sender = deliverer(store, {Channel.sms: recorder}, config)
     sid, mid = pending_reply(store, "+15550000007")
-    assert delivery.deliver(store, {"sms": recorder}, config, sid, mid) == "sent"
-    assert delivery.deliver(store, {"sms": recorder}, config, sid, mid) == "already"
+    assert sender.deliver(sid, mid) == "sent"
+    assert sender.deliver(sid, mid) == "already"
     assert len(recorder.sent) == 1

@@ -28,7 +28,6 @@ from agent_core.store import Store
 from agent_core.tools import Actions, ToolContext
 from tests.conftest import drain
 from workers.context import WorkerContext
-from workers.queues import DEFAULT, prepared_job
 
 FAQ_MD = """# Acme Store Help Center
 
@@ -120,7 +119,7 @@ UNRELATED = [
 
 def add_document(store: Store, name: str, text: str, content_type: str | None = None) -> str:
     doc = read_text(text, name=name, content_type=content_type)
-    return store.run(documents.create(doc, chunks=knowledge.chunks_of(doc))).document.id
+    return store.run(knowledge.save(doc, chunks=knowledge.chunks_of(doc))).document.id
 
 
 @pytest.fixture
@@ -338,8 +337,7 @@ def test_chunks_survive_in_redis_for_a_fresh_process(store: Store, faq: Knowledg
 def test_a_large_document_is_indexed_by_the_job(store: Store, ctx: WorkerContext) -> None:
     doc = read_text(FAQ_MD * 2, name="big.md", content_type=None)
     doc_id = knowledge.new_document_id()
-    job = prepared_job("workers.jobs.index_document", doc_id, queue_name=DEFAULT)
-    created = store.run(documents.create(doc, chunks=None, doc_id=doc_id, job=job)).document
+    created = store.run(knowledge.save(doc, chunks=None, doc_id=doc_id)).document
     assert created.status is DocumentStatus.indexing and created.chunks == 0
     config = KnowledgeConfig(document_ids=[doc_id])
     assert retrieve(store, config, "refund policy", IndexCache()) == []

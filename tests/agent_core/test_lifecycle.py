@@ -11,11 +11,13 @@ import pytest
 from starlette.testclient import TestClient
 
 from agent_core import lifecycle
-from agent_core.store import Store
+from agent_core.store import Store, Task, Work, tasks
+from agent_core.store.work import GRACE_MS
 from tests.agent_core.test_counters import assert_consistent
 from tests.conftest import drain
 from tests.fakes import FakeLLM, completion
 from tests.helpers import eventually, thread
+from workers.queues import DEFAULT, enqueue_work, queue
 
 
 def make_agent(client: TestClient, admin: dict[str, str], dormant: int = 60, close: int = 600) -> dict[str, Any]:
@@ -76,7 +78,8 @@ def test_message_after_close_starts_a_new_session_and_memory_carries_over(
     assert get(client, admin, first)["status"] == "closed"
     from workers import jobs
 
-    assert jobs.task_sweep() == 1
+    # The close queued the summary job itself; its safety entry is not due yet.
+    assert jobs.task_sweep() == 0
     drain(ctx)
     summary = get(client, admin, first)["summary"]
     assert summary and "order 77" in summary
@@ -84,7 +87,28 @@ def test_message_after_close_starts_a_new_session_and_memory_carries_over(
     assert mem.json()["data"]["items"][0]["summary"] == summary
     second = inbound(client, admin, agent["id"], "hello again")["session_id"]
     assert second != first
-    assert jobs.task_sweep() == 0
+    # The summary settled its safety entry: nothing comes due even long after.
+    assert store.run(tasks.claim_due(at_ms=NOW + 10_000_000)) == []
+
+
+def test_a_lost_summary_job_is_queued_again_by_the_task_sweep(
+    client: TestClient, admin: dict[str, str], store: Store, ctx: Any
+) -> None:
+    NOW = time.time() * 1000
+    agent = make_agent(client, admin)
+    sid = inbound(client, admin, agent["id"], "my order 77 is late")["session_id"]
+    drain(ctx)
+    lifecycle.sweep(store, now_ms=NOW + 61_000)
+    lifecycle.sweep(store, now_ms=NOW + 700_000)
+    # The worker that held the summary job died with it (or Redis lost it).
+    assert queue(DEFAULT, ctx.rq_redis).empty() == 1
+    assert store.run(tasks.claim_due(at_ms=NOW + 60_000)) == []
+    due = store.run(tasks.claim_due(at_ms=time.time() * 1000 + GRACE_MS[Task.summary] + 1_000))
+    assert due == [Work.summary(sid)]
+    for work in due:
+        enqueue_work(ctx.rq_redis, work)
+    drain(ctx)
+    assert "order 77" in (get(client, admin, sid)["summary"] or "")
 
 
 @pytest.mark.parametrize("llm_key", ["sk-test"], ids=["openai"])

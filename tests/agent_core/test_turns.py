@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from agent_core.store import Store, sessions
+from agent_core.store import Change, Store, sessions
 from tests.fakes import FakeLLM, completion, last_user_text
 from tests.helpers import eventually, send, thread
 
@@ -182,7 +182,7 @@ def test_takeover_during_llm_call_suppresses_the_reply(
     fake_llm.handler = handler
     sid = send(client, admin, agent["id"], "help", wait=0)["session_id"]
     eventually(lambda: len(fake_llm.requests) == 1)
-    store.run(sessions.commit(sid, set={"mode": "support", "active_human": "alice@example.com"}))
+    store.run(sessions.commit(sid, Change(set={"mode": "support", "active_human": "alice@example.com"})))
     release.set()
     eventually(lambda: any(m.get("kind") == "draft" for m in thread(client, admin, sid)))
     public = thread(client, admin, sid, private=False)
@@ -197,7 +197,7 @@ def test_inbound_in_support_mode_returns_null_reply_without_waiting(
     s = client.post("/v1/chat/session", json={"agent_uuid": agent["id"], "customer_id": "c1"}, headers=admin).json()[
         "data"
     ]
-    store.run(sessions.commit(s["id"], set={"mode": "support", "active_human": "alice@example.com"}))
+    store.run(sessions.commit(s["id"], Change(set={"mode": "support", "active_human": "alice@example.com"})))
     data = send(client, admin, agent["id"], "anyone?")
     assert data == {
         "session_id": s["id"],

@@ -11,11 +11,11 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from agent_core.knowledge import INLINE_MAX_BYTES, documents
+from agent_core.settings import Settings
 from agent_core.store import Store
 from gateway.api import knowledge as knowledge_api
 from gateway.api.routing import build_routes
 from gateway.app import create_app
-from gateway.settings import Settings
 from tests.agent_core.test_knowledge import FAQ_MD, PRODUCTS_CSV
 from tests.conftest import drain
 from workers.context import WorkerContext
@@ -194,9 +194,7 @@ def test_json_errors_name_every_bad_field(client: TestClient, admin: dict[str, s
     assert set(raw_redis.keys("*")) == before
 
 
-def test_large_document_is_indexed_by_a_job(
-    client: TestClient, admin: dict[str, str], ctx: WorkerContext, raw_redis: redis.Redis
-) -> None:
+def test_large_document_is_indexed_by_a_job(client: TestClient, admin: dict[str, str], ctx: WorkerContext) -> None:
     text = store_directory(INLINE_MAX_BYTES)
     doc = data(client.post(DOCS, json={"name": "manual.md", "text": text}, headers=admin))
     assert doc["status"] == "indexing" and doc["chunks"] == 0 and doc["size_bytes"] > INLINE_MAX_BYTES
@@ -205,7 +203,7 @@ def test_large_document_is_indexed_by_a_job(
     drain(ctx)
     ready = data(client.get(f"{DOCS}/{doc['id']}", headers=admin))
     assert ready["status"] == "ready" and ready["chunks"] > 1000
-    assert not raw_redis.exists(documents.raw_key(doc["id"]))
+    assert ctx.store.run(documents.pending_text(doc["id"])) is None
     [hit, *_] = search(client, admin, document_ids=[doc["id"]], query="refund policy")
     assert hit["document_name"] == "manual.md" and "Return policy" in hit["text"]
     [hit, *_] = search(client, admin, document_ids=[doc["id"]], query="When does store number 1234 open?")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.settings import SettingsError, load_settings
+from agent_core.settings import SettingsError, load_settings
 
 
 @pytest.mark.parametrize(

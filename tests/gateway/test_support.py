@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from agent_core.store import Change, sessions
 from tests.conftest import drain
 from tests.fakes import FakeLLM, completion
 from tests.helpers import eventually, send, thread
@@ -119,11 +120,10 @@ def test_whisper_reaches_the_next_prompt_and_never_the_customer(
 def test_whisper_with_unanswered_message_runs_a_turn_now(
     client: TestClient, admin: dict[str, str], operator: dict[str, str], fake_llm: FakeLLM, ctx: Any, store: Any
 ) -> None:
-    from agent_core.store import sessions
 
     agent = make_agent(client, admin)
     sid = open_session(client, admin, agent["id"])
-    store.run(sessions.commit(sid, set={"mode": "support", "active_human": "bob"}))
+    store.run(sessions.commit(sid, Change(set={"mode": "support", "active_human": "bob"})))
     send(client, admin, agent["id"], "hello?", wait=0)
     drain(ctx)
     assert fake_llm.requests == []
@@ -137,9 +137,9 @@ def test_whisper_with_unanswered_message_runs_a_turn_now(
     } in system
     assert [m["role"] for m in thread(client, admin, sid, private=False)][-1] == "agent"
     fake_llm.requests.clear()
-    store.run(sessions.commit(sid, set={"mode": "support"}))
+    store.run(sessions.commit(sid, Change(set={"mode": "support"})))
     send(client, admin, agent["id"], "still there?", wait=0)
-    store.run(sessions.commit(sid, set={"mode": "ai"}))
+    store.run(sessions.commit(sid, Change(set={"mode": "ai"})))
     cmd(client, operator, sid, "whisper", "be brief")
     drain(ctx)
     assert len(fake_llm.requests) == 1 and "be brief" in fake_llm.requests[0]["messages"][0]["content"]

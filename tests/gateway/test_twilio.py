@@ -15,8 +15,9 @@ import respx
 from rq.scheduler import RQScheduler
 from starlette.testclient import TestClient
 
-from agent_core.store import sessions
-from gateway.settings import TwilioSettings
+from agent_core.settings import TwilioSettings
+from agent_core.models import Role
+from agent_core.store import Change, sessions
 from tests.channels.twilio.wire import ACCOUNT_SID, AUTH_TOKEN, MESSAGES_PATH, created, sid, sms_form, whatsapp_form
 from tests.conftest import LLM_BASE, PUBLIC_URL, drain
 from tests.fakes import FakeLLM, completion
@@ -392,7 +393,7 @@ def test_whatsapp_window_expiry_blocks_free_text_and_template_works(
     drain(ctx)
     s = only_session(client, admin)
     assert len(twilio.requests) == 1
-    store.run(sessions.commit(s["id"], set={"last_customer_message_at": "2020-01-01T00:00:00.000Z"}))
+    store.run(sessions.commit(s["id"], Change(set={"last_customer_message_at": "2020-01-01T00:00:00.000Z"})))
     r = client.post(
         f"/v1/chat/session/{s['id']}/support", json={"command": "tell", "message": "late"}, headers=operator
     )
@@ -401,12 +402,11 @@ def test_whatsapp_window_expiry_blocks_free_text_and_template_works(
     # An AI reply that would go out after the window closed is dropped with the reason.
     at = "2026-01-01T00:00:00.000Z"
     draft = sessions.new_message(
-        "agent", "late AI text", created_at=at, delivery={"status": "pending", "updated_at": at}
+        Role.agent, "late AI text", created_at=at, delivery={"status": "pending", "updated_at": at}
     )
-    res = store.run(sessions.commit(s["id"], messages=[draft]))
-    from agent_core import delivery
+    res = store.run(sessions.commit(s["id"], Change(messages=[draft])))
 
-    assert delivery.deliver(store, ctx.senders, ctx.delivery, s["id"], draft["id"]) == "dropped"
+    assert ctx.deliverer.deliver(s["id"], draft["id"]) == "dropped"
     dropped = thread(client, admin, s["id"])[-1]
     assert dropped["seq"] == res.seqs[0] and dropped["delivery"]["status"] == "dropped"
     assert dropped["delivery"]["error_message"] == "outside the WhatsApp 24-hour window"

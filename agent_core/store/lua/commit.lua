@@ -1,7 +1,7 @@
--- Compare-and-set write to one session: field changes, appended messages, side records
--- and (optionally) a turn, atomically, only if the session is still at expect_version.
--- ARGV[1] = JSON params (see agent_core/store/sessions.py:commit), ARGV[2] = turn job payload,
--- ARGV[3..] = payloads of the prepared jobs in params.jobs.
+-- Compare-and-set write to one session: field changes, appended messages, a whisper and
+-- the follow-up work, atomically, only if the session is still at expect_version.
+-- ARGV[1] = JSON params (see agent_core/store/sessions.py:commit), ARGV[2..] = the work's
+-- jobs (lib.lua jobs_at).
 local a = cjson.decode(ARGV[1])
 local key = P .. 's:' .. a.sid
 local cur = redis.call('HMGET', key, 'version', 'status')
@@ -26,21 +26,12 @@ if a.answer then
 end
 sess_write(a.sid, changes, a.now_iso)
 
-for _, t in ipairs(a.zadd) do redis.call('ZADD', t[1], t[2], t[3]) end
-for _, t in ipairs(a.zrem) do redis.call('ZREM', t[1], t[2]) end
-for _, t in ipairs(a.rpush) do
-  redis.call('RPUSH', t[1], t[2])
-  if t[3] then redis.call('LTRIM', t[1], -tonumber(t[3]), -1) end
+if a.whisper ~= '' then
+  local whispers = P .. 'w:' .. a.sid
+  redis.call('RPUSH', whispers, a.whisper)
+  redis.call('LTRIM', whispers, -tonumber(a.whispers_keep), -1)
 end
-local datas = {}
-for i = 3, #ARGV do datas[#datas + 1] = ARGV[i] end
-push_jobs(a.jobs, datas)
-for _, t in ipairs(a.setex) do redis.call('SET', t[1], t[2], 'EX', t[3]) end
-
-local dispatched = 0
-if a.job ~= cjson.null and a.job ~= nil then
-  dispatched = maybe_dispatch(a.sid, a.job, ARGV[2], tonumber(a.now_ms))
-end
+local dispatched = queue_work(a.sid, jobs_at(2), tonumber(a.now_ms))
 local out = {'ok', redis.call('HGET', key, 'version'), dispatched}
 for _, s in ipairs(seqs) do out[#out + 1] = s end
 return out

@@ -1,13 +1,14 @@
 -- One round trip for an inbound customer message: dedupe, resolve the agent and the
 -- customer's open session (creating or waking it), append the message, queue a turn.
--- ARGV[1] = JSON params (see agent_core/store/ops.py:ingest), ARGV[2] = turn job payload,
--- ARGV[3] = the message JSON without its opening brace.
+-- ARGV[1] = JSON params (see agent_core/store/sessions.py:ingest), ARGV[2] = the message JSON
+-- without its opening brace, ARGV[3..] = the turn's job (lib.lua jobs_at).
+-- Returns flat name/value pairs (sessions.py:IngestResult).
 local a = cjson.decode(ARGV[1])
 local now_ms = tonumber(a.now_ms)
 
 for _, k in ipairs(a.dedupe) do
   local seen = redis.call('GET', k)
-  if seen then return {'dup', seen} end
+  if seen then return {'status', 'dup', 'duplicate_of', seen} end
 end
 
 local agent_id = a.agent_id
@@ -16,17 +17,17 @@ if agent_id == '' then
     agent_id = redis.call('HGET', P .. 'route', addr)
     if agent_id then break end
   end
-  if not agent_id then return {'no_agent', ''} end
+  if not agent_id then return {'status', 'no_agent'} end
 end
 local rt = redis.call('HMGET', P .. 'agentrt:' .. agent_id, 'status', 'num', 'initial_state')
-if not rt[1] then return {'no_agent', agent_id} end
-if rt[1] ~= 'active' then return {'archived', agent_id} end
+if not rt[1] then return {'status', 'no_agent', 'agent_id', agent_id} end
+if rt[1] ~= 'active' then return {'status', 'archived', 'agent_id', agent_id} end
 
 local sid = false
 if a.session_id ~= '' then
   local s = redis.call('HMGET', P .. 's:' .. a.session_id, 'agent_id', 'customer_id', 'status')
-  if not s[1] then return {'no_session', a.session_id} end
-  if s[1] ~= agent_id or s[2] ~= a.customer_id then return {'session_mismatch', a.session_id} end
+  if not s[1] then return {'status', 'no_session'} end
+  if s[1] ~= agent_id or s[2] ~= a.customer_id then return {'status', 'session_mismatch'} end
   if s[3] ~= 'closed' then sid = a.session_id end
 end
 if not sid then sid = redis.call('HGET', P .. 'open:' .. agent_id, a.customer_id) end
@@ -38,7 +39,7 @@ if not sid then
   created = 1
 end
 
-local seq = msg_append(sid, agent_id, ARGV[3], a.now_iso)
+local seq = msg_append(sid, agent_id, ARGV[2], a.now_iso)
 local changes = {'last_activity_at', a.now_iso, 'activity_ms', now_ms}
 -- While opted out, messages are kept for operators but the AI does not answer them.
 local counts = a.kind == 'message' and redis.call('HGET', P .. 's:' .. sid, 'opted_out') ~= '1'
@@ -79,6 +80,8 @@ redis.call('HINCRBY', P .. 'counters', 'inbound_messages', 1)
 local ref = sid .. ':' .. seq
 for _, k in ipairs(a.dedupe) do redis.call('SET', k, ref, 'EX', a.dedupe_ttl) end
 
-local dispatched, eligible = maybe_dispatch(sid, a.job, ARGV[2], now_ms)
+local dispatched, eligible = maybe_dispatch(sid, jobs_at(3)[1], now_ms)
 local s = redis.call('HMGET', P .. 's:' .. sid, 'mode', 'help_requested', 'current_state', 'opted_out')
-return {'ok', sid, seq, created, eligible and 1 or 0, dispatched, s[1], s[2], s[3], s[4], agent_id}
+return {'status', 'ok', 'session_id', sid, 'seq', seq, 'created', created, 'eligible', eligible and 1 or 0,
+  'dispatched', dispatched, 'mode', s[1], 'help_requested', s[2], 'state', s[3], 'opted_out', s[4],
+  'agent_id', agent_id}

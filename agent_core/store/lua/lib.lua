@@ -185,18 +185,37 @@ local function msg_append(sid, agent_id, rest, now_iso)
   return seq
 end
 
--- Prepared RQ jobs (see workers/queues.py) enqueued atomically with the write that needs them.
--- jobs = {{key, queue_key, id, fields = {flat}}}; datas = their payloads, in order.
-local function push_jobs(jobs, datas)
-  for i, job in ipairs(jobs) do
-    redis.call('HSET', job.key, unpack(job.fields))
-    redis.call('HSET', job.key, 'data', datas[i])
-    redis.call('RPUSH', job.queue_key, job.id)
-    redis.call('SADD', 'rq:queues', job.queue_key)
+-- Follow-up work queued with a write (agent_core/store/work.py). ARGV[i] is a JSON list of
+-- job specs — the writes a JobFormat prepared, with the work's safety entry and grace —
+-- and ARGV[i+1..] their payloads. These scripts know nothing of the job format: they run
+-- the writes. A spec without an entry is work on the session the script resolved; an
+-- inline one (done by the writer right after) gets its safety entry and no job.
+local function jobs_at(i)
+  local out = {}
+  if not ARGV[i] then return out end
+  for n, job in ipairs(cjson.decode(ARGV[i])) do
+    job.payload = ARGV[i + n]
+    out[#out + 1] = job
   end
+  return out
+end
+
+local function push_job(job, sid)
+  local payload = job.payload
+  if job.splice ~= '' then
+    -- Replaced in place: the placeholder has the length of a session id.
+    local at = string.find(payload, job.splice, 1, true)
+    if not at or #sid ~= #job.splice then error('job payload has no placeholder for session ' .. sid) end
+    payload = string.sub(payload, 1, at - 1) .. sid .. string.sub(payload, at + #job.splice)
+  end
+  redis.call('HSET', job.key, unpack(job.fields))
+  redis.call('HSET', job.key, job.payload_field, payload)
+  redis.call('RPUSH', job.queue, job.id)
+  redis.call('SADD', job.registry, job.queue)
 end
 
 -- Would the AI answer this session now, and is a customer message waiting for it?
+-- The one statement of SPEC §4.2's rule; Python reads it through turn_view.lua.
 local function turn_state(sid)
   local v = redis.call('HMGET', P .. 's:' .. sid,
     'status', 'mode', 'opted_out', 'help_requested', 'last_cust_seq', 'answered_seq', 'agent_id')
@@ -207,25 +226,41 @@ local function turn_state(sid)
   return true, unanswered
 end
 
--- Makes sure exactly one turn job is queued or running for the session. The job's RQ hash
--- is written here (the same fields rq.Queue.enqueue writes) so ingest is one round trip.
--- job = {id, key, queue_key, fields = {flat}, lease_ms}; data = the job's payload bytes.
-local PLACEHOLDER = '00000000-0000-4000-8000-000000000000'
-
-local function dispatch(sid, job, data, now_ms)
+-- Makes sure exactly one turn job is queued or running for the session (the turns:pending
+-- slot, whose score is the lease: the watchdog queues the turn again once it passes).
+local function dispatch(sid, job, now_ms)
   if redis.call('ZSCORE', TURNS, sid) then return 2 end
-  local at = string.find(data, PLACEHOLDER, 1, true)
-  if not at or #sid ~= #PLACEHOLDER then error('turn job payload has no session placeholder') end
-  redis.call('ZADD', TURNS, now_ms + job.lease_ms, sid)
-  redis.call('HSET', job.key, unpack(job.fields))
-  redis.call('HSET', job.key, 'data', string.sub(data, 1, at - 1) .. sid .. string.sub(data, at + #PLACEHOLDER))
-  redis.call('RPUSH', job.queue_key, job.id)
-  redis.call('SADD', 'rq:queues', job.queue_key)
+  redis.call('ZADD', TURNS, now_ms + job.grace_ms, sid)
+  push_job(job, sid)
   return 1
 end
 
-local function maybe_dispatch(sid, job, data, now_ms)
+local function maybe_dispatch(sid, job, now_ms)
   local eligible, unanswered = turn_state(sid)
-  if eligible and unanswered and job then return dispatch(sid, job, data, now_ms), eligible end
+  if eligible and unanswered and job then return dispatch(sid, job, now_ms), eligible end
   return 0, eligible
+end
+
+-- Queues each job for session sid: a turn through the session's one-turn slot, other work
+-- with its safety entry (due after its grace; the task sweep re-queues what never finished).
+-- Returns what the turn dispatch did (0 none, 1 queued, 2 one was already pending).
+local function queue_work(sid, jobs, now_ms)
+  local dispatched = 0
+  for _, job in ipairs(jobs) do
+    if job.task == 'turn' then
+      dispatched = maybe_dispatch(sid, job, now_ms)
+    else
+      local entry = job.entry ~= '' and job.entry or (job.task .. ':' .. sid)
+      redis.call('ZADD', P .. 'tasks', now_ms + job.grace_ms, entry)
+      if not job.inline then push_job(job, sid) end
+    end
+  end
+  return dispatched
+end
+
+-- RPUSH ARGV[first..last] onto key, in slices (unpack has a stack limit).
+local function push_range(key, first, last)
+  for i = first, last, 1000 do
+    redis.call('RPUSH', key, unpack(ARGV, i, math.min(i + 999, last)))
+  end
 end

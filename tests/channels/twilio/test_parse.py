@@ -4,15 +4,13 @@ import urllib.parse
 
 import pytest
 
-from channels.models import Keyword, MediaItem
+from channels.models import DeliveryStatus, Keyword, Media, is_newer
 from channels.twilio import (
     InvalidTwilioRequest,
     classify_keyword,
-    is_newer,
     parse_form,
     parse_inbound,
     parse_status,
-    status_rank,
 )
 from tests.channels.twilio.wire import ACCOUNT_SID, sid, sms_form, whatsapp_form
 
@@ -58,8 +56,8 @@ def test_mms_with_two_media_items_keeps_urls_and_types_in_order() -> None:
     )
     message = parse_inbound(form)
     assert message.media == [
-        MediaItem(url=f"{base}/ME{'a' * 32}", content_type="image/jpeg"),
-        MediaItem(url=f"{base}/ME{'b' * 32}", content_type="application/pdf"),
+        Media(url=f"{base}/ME{'a' * 32}", content_type="image/jpeg"),
+        Media(url=f"{base}/ME{'b' * 32}", content_type="application/pdf"),
     ]
     assert message.text == ""
     assert not message.is_empty
@@ -282,6 +280,10 @@ def test_status_callback_without_sid_or_status_is_rejected(missing: tuple[str, s
         parse_status(form)
 
 
+def status_rank(status: str) -> int:
+    return DeliveryStatus(status).rank
+
+
 def test_statuses_rank_in_lifecycle_order() -> None:
     order = ["accepted", "queued", "sending", "sent", "delivered", "read"]
     assert [status_rank(s) for s in order] == sorted(status_rank(s) for s in order)
@@ -291,11 +293,11 @@ def test_statuses_rank_in_lifecycle_order() -> None:
 
 
 def apply(statuses: list[str]) -> str | None:
-    current: str | None = None
+    current: DeliveryStatus | None = None
     for status in statuses:
-        if is_newer(current, status):
-            current = status
-    return current
+        if is_newer(current, DeliveryStatus(status)):
+            current = DeliveryStatus(status)
+    return current.value if current else None
 
 
 @pytest.mark.parametrize(

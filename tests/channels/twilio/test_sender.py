@@ -241,7 +241,7 @@ def test_api_base_url_sends_everything_to_the_mock_host(http: httpx.Client) -> N
     [
         {"from_": None},
         {"channel": "sms", "to": "whatsapp:" + CUSTOMER},
-        {"channel": "voice"},
+        {"channel": "api"},
         {"text": "   "},
     ],
 )

@@ -1,6 +1,6 @@
 """Knowledge documents in Redis (store operations, run by `Store` or `AsyncStore`).
 
-Keys (prefix `gw:`):
+Keys (prefix `gw:`, named in keys.py):
 - `kdoc:{id}` hash: the document (id, name, content_type, chunks, created_at, archived,
   status, size_bytes, sha256, error);
 - `kchunks:{id}` list: its chunk texts, written once, in the same step that makes it ready;
@@ -9,7 +9,8 @@ Keys (prefix `gw:`):
 - `kdochash:{sha256}`: the latest document with that name and text (idempotent imports);
 - `kversion`: incremented by every change that can alter retrieval (a document becoming
   ready or archived), so each process can tell whether its cached indexes are current.
-Every write is one Lua script, so a failed request leaves nothing half-written.
+Every write is one Lua script (lua/document_*.lua), so a failed request leaves nothing
+half-written.
 """
 
 from __future__ import annotations
@@ -21,31 +22,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from agent_core.knowledge.parsing import ContentType, DocumentText
-from agent_core.models import new_id, now_iso
-from agent_core.store import TurnJob, keys
-from agent_core.store.runner import Batch, Cmd, Op
-from agent_core.store.sessions import now_ms
+from agent_core.models import ContentType, new_id, now_iso, now_ms
+from agent_core.store import keys
+from agent_core.store.runner import Batch, Cmd, Lua, Op
+from agent_core.store.work import Work
 
-DOCS = keys.P + "kdocs"
-VERSION = keys.P + "kversion"
 ID_PREFIX = "doc"
-
-
-def doc_key(doc_id: str) -> str:
-    return f"{keys.P}kdoc:{doc_id}"
-
-
-def chunks_key(doc_id: str) -> str:
-    return f"{keys.P}kchunks:{doc_id}"
-
-
-def raw_key(doc_id: str) -> str:
-    return f"{keys.P}kraw:{doc_id}"
-
-
-def hash_key(sha256: str) -> str:
-    return f"{keys.P}kdochash:{sha256}"
 
 
 class DocumentStatus(StrEnum):
@@ -92,75 +74,6 @@ def looks_like_id(value: str) -> bool:
     return value.startswith(ID_PREFIX + "_") and 4 < len(value) <= 64 and value.isprintable()
 
 
-# Lua scripts are sent with EVAL (Redis caches them by digest): they belong to this package,
-# not to the store's shared script set.
-_PUSH = """
-local function push_all(key, first)
-  for i = first, #ARGV, 1000 do
-    redis.call('RPUSH', key, unpack(ARGV, i, math.min(i + 999, #ARGV)))
-  end
-end
-"""
-
-# KEYS: doc, chunks, raw, docs, version, hash, [job key, job queue]
-# ARGV: params JSON, raw text ('' if indexed now), job payload ('' if none), chunk texts...
-_CREATE = (
-    _PUSH
-    + """
-local a = cjson.decode(ARGV[1])
-if a.dedupe then
-  local existing = redis.call('GET', KEYS[6])
-  if existing then
-    local v = redis.call('HMGET', 'gw:kdoc:' .. existing, 'archived', 'status')
-    if v[1] == '0' and v[2] ~= 'failed' then return {'exists', existing} end
-  end
-end
-if redis.call('EXISTS', KEYS[1]) == 1 then return {'conflict', a.id} end
-redis.call('HSET', KEYS[1], unpack(a.fields))
-push_all(KEYS[2], 4)
-if ARGV[2] ~= '' then redis.call('SET', KEYS[3], ARGV[2]) end
-redis.call('ZADD', KEYS[4], a.created_ms, a.id)
-redis.call('SET', KEYS[6], a.id)
-if a.job then
-  redis.call('HSET', KEYS[7], unpack(a.job.fields))
-  redis.call('HSET', KEYS[7], 'data', ARGV[3])
-  redis.call('RPUSH', KEYS[8], a.job.id)
-  redis.call('SADD', 'rq:queues', KEYS[8])
-end
-redis.call('INCR', KEYS[5])
-return {'ok', a.id}
-"""
-)
-
-# KEYS: doc, chunks, raw, version. ARGV: status, error, chunk texts...
-_FINISH = (
-    _PUSH
-    + """
-if redis.call('HGET', KEYS[1], 'status') ~= 'indexing' then return 0 end
-redis.call('DEL', KEYS[2])
-local n = 0
-if ARGV[1] == 'ready' then
-  push_all(KEYS[2], 3)
-  n = #ARGV - 2
-end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'chunks', n, 'error', ARGV[2])
-redis.call('DEL', KEYS[3])
-redis.call('INCR', KEYS[4])
-return 1
-"""
-)
-
-# KEYS: doc, version. ARGV: now_iso
-_ARCHIVE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if redis.call('HGET', KEYS[1], 'archived') ~= '1' then
-  redis.call('HSET', KEYS[1], 'archived', '1', 'archived_at', ARGV[1])
-  redis.call('INCR', KEYS[2])
-end
-return 1
-"""
-
-
 @dataclass(frozen=True, slots=True)
 class CreateResult:
     document: KnowledgeDocument
@@ -175,49 +88,48 @@ def _flat(fields: dict[str, Any]) -> list[str]:
 
 
 def create(
-    doc: DocumentText,
     *,
+    name: str,
+    content_type: ContentType,
+    text: str,
+    sha256: str,
+    size_bytes: int,
     chunks: list[str] | None,
     doc_id: str | None = None,
-    job: TurnJob | None = None,
     dedupe: bool = False,
 ) -> Op[CreateResult]:
-    """Store a validated document: `ready` with its chunks, or `indexing` with its text and
-    the job (`job`, prepared for this document id) that will chunk it.
+    """Store a validated document: `ready` with its chunks, or (`chunks` None) `indexing`
+    with its text and an index job queued in the same step.
 
     With `dedupe`, a live document with the same name and text is returned instead.
     """
-    if chunks is None and job is None:
-        raise ValueError("a document without chunks needs an indexing job")
     doc_id = doc_id or new_document_id()
     status = DocumentStatus.ready if chunks is not None else DocumentStatus.indexing
     document = KnowledgeDocument(
         id=doc_id,
-        name=doc.name,
-        content_type=doc.content_type,
+        name=name,
+        content_type=content_type,
         chunks=len(chunks or []),
         created_at=now_iso(),
         archived=False,
         status=status,
-        size_bytes=doc.size_bytes,
+        size_bytes=size_bytes,
     )
-    fields = _flat({**document.model_dump(mode="json", exclude={"error"}), "sha256": doc.sha256})
-    params: dict[str, Any] = {"id": doc_id, "fields": fields, "created_ms": now_ms(), "dedupe": dedupe}
-    script_keys = [doc_key(doc_id), chunks_key(doc_id), raw_key(doc_id), DOCS, VERSION, hash_key(doc.sha256)]
-    payload: bytes | str = ""
-    if chunks is None and job is not None:
-        params["job"] = {"id": job.id, "fields": job.fields}
-        script_keys += [job.key, job.queue_key]
-        payload = job.data
-    reply = yield Cmd(
-        "EVAL",
-        _CREATE,
-        len(script_keys),
-        *script_keys,
+    fields = _flat({**document.model_dump(mode="json", exclude={"error"}), "sha256": sha256})
+    params = {
+        "id": doc_id,
+        "fields": fields,
+        "sha256": sha256,
+        "created_ms": now_ms(),
+        "dedupe": dedupe,
+        "chunks": len(chunks or []),
+    }
+    reply = yield Lua(
+        "document_create",
         json.dumps(params, separators=(",", ":")),
-        doc.text if chunks is None else "",
-        payload,
+        text if chunks is None else "",
         *(chunks or []),
+        work=[Work.index(doc_id)] if chunks is None else [],
     )
     if reply[0] == "exists":
         existing = yield from get(reply[1])
@@ -231,48 +143,37 @@ def create(
 def finish_indexing(doc_id: str, chunks: list[str] | None, error: str | None = None) -> Op[bool]:
     """Store the chunks of an `indexing` document and make it ready (or mark it failed)."""
     status = DocumentStatus.ready if chunks is not None else DocumentStatus.failed
-    reply = yield Cmd(
-        "EVAL",
-        _FINISH,
-        4,
-        doc_key(doc_id),
-        chunks_key(doc_id),
-        raw_key(doc_id),
-        VERSION,
-        status.value,
-        error or "",
-        *(chunks or []),
-    )
+    reply = yield Lua("document_finish", doc_id, status.value, error or "", *(chunks or []))
     return bool(reply)
 
 
 def pending_text(doc_id: str) -> Op[str | None]:
-    raw = yield Cmd("GET", raw_key(doc_id))
+    raw = yield Cmd("GET", keys.document_text(doc_id))
     return raw  # type: ignore[no-any-return]
 
 
 def get(doc_id: str) -> Op[KnowledgeDocument | None]:
-    h = yield Cmd("HGETALL", doc_key(doc_id))
+    h = yield Cmd("HGETALL", keys.document(doc_id))
     return parse_document(h)
 
 
 def get_many(doc_ids: list[str]) -> Op[list[KnowledgeDocument | None]]:
     if not doc_ids:
         return []
-    hs = yield Batch(*(Cmd("HGETALL", doc_key(i)) for i in doc_ids))
+    hs = yield Batch(*(Cmd("HGETALL", keys.document(i)) for i in doc_ids))
     return [parse_document(h) for h in hs]
 
 
 def archive(doc_id: str) -> Op[KnowledgeDocument | None]:
     """Archive a document (idempotent): it is never retrieved again. None if unknown."""
-    found = yield Cmd("EVAL", _ARCHIVE, 2, doc_key(doc_id), VERSION, now_iso())
+    found = yield Lua("document_archive", doc_id, now_iso())
     if not found:
         return None
     return (yield from get(doc_id))
 
 
 def chunk_texts(doc_id: str) -> Op[list[str]]:
-    texts = yield Cmd("LRANGE", chunks_key(doc_id), 0, -1)
+    texts = yield Cmd("LRANGE", keys.document_chunks(doc_id), 0, -1)
     return list(texts)
 
 
@@ -282,14 +183,14 @@ def list_page(
     """Documents in creation order; the cursor is the last document id of the previous page."""
     start = 0
     if cursor:
-        rank = yield Cmd("ZRANK", DOCS, cursor)
+        rank = yield Cmd("ZRANK", keys.DOCUMENTS, cursor)
         if rank is None:
             raise ValueError("unknown cursor")
         start = int(rank) + 1
     out: list[KnowledgeDocument] = []
-    total = int((yield Cmd("ZCARD", DOCS)))
+    total = int((yield Cmd("ZCARD", keys.DOCUMENTS)))
     while len(out) < limit and start < total:
-        ids = yield Cmd("ZRANGE", DOCS, start, start + limit * 2 - 1)
+        ids = yield Cmd("ZRANGE", keys.DOCUMENTS, start, start + limit * 2 - 1)
         if not ids:
             break
         docs = yield from get_many(list(ids))
@@ -304,7 +205,7 @@ def list_page(
 
 
 def version() -> Op[int]:
-    raw = yield Cmd("GET", VERSION)
+    raw = yield Cmd("GET", keys.DOCUMENTS_VERSION)
     return int(raw or 0)
 
 
@@ -325,3 +226,23 @@ def check_document_ids(
         elif doc.archived and not allow_archived:
             problems.append(f"{field}[{i}]: document '{doc_id}' is archived")
     return problems
+
+
+def live_ids(requested: tuple[str, ...]) -> Op[tuple[str, ...]]:
+    """The ones of `requested` that are ready and not archived (what retrieval searches)."""
+    rows = yield Batch(*(Cmd("HMGET", keys.document(i), "status", "archived") for i in requested))
+    return tuple(
+        doc_id
+        for doc_id, (status, archived) in zip(requested, rows, strict=True)
+        if status == DocumentStatus.ready.value and archived != "1"
+    )
+
+
+def names_and_chunks(doc_ids: tuple[str, ...]) -> Op[list[tuple[str, str, list[str]]]]:
+    """(id, name, chunk texts) of each document, in one round trip."""
+    replies = yield Batch(
+        *(Cmd("HGET", keys.document(i), "name") for i in doc_ids),
+        *(Cmd("LRANGE", keys.document_chunks(i), 0, -1) for i in doc_ids),
+    )
+    names, texts = replies[: len(doc_ids)], replies[len(doc_ids) :]
+    return [(d, n or d, list(t)) for d, n, t in zip(doc_ids, names, texts, strict=True)]

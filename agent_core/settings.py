@@ -1,7 +1,9 @@
-"""Typed settings, read from the environment (and an optional `.env`), validated at start.
+"""Typed settings of every process, read from the environment (and an optional `.env`), validated at start.
 
 Each concern has its own class; `Settings` composes them. Tests build them with keyword
 arguments (`Settings(redis=RedisSettings(url=...))`) instead of mutating the environment.
+A leaf module: the web, worker and CLI processes read it; nothing else in agent_core
+imports it (the domain is handed values).
 """
 
 from __future__ import annotations
@@ -112,6 +114,11 @@ class AppSettings(BaseSettings):
     token_cache_s: float = Field(default=5.0, ge=0, validation_alias="TOKEN_CACHE_S")
     # How long a turn lock lives without renewal: a killed worker's turn is requeued after it.
     turn_lease_s: float = Field(default=30.0, ge=1, le=600, validation_alias="TURN_LEASE_S")
+    host: str = Field(default="0.0.0.0", validation_alias="HOST")
+    port: int = Field(default=8000, ge=1, le=65535, validation_alias="PORT")
+    worker_concurrency: int = Field(default=4, ge=1, le=10_000, validation_alias="WORKER_CONCURRENCY")
+    # Where `chatgw up` keeps the embedded Redis and the demo's tokens.
+    data_dir: str = Field(default="var", validation_alias="CHATGW_DATA_DIR")
 
     @field_validator("public_base_url")
     @classmethod

@@ -1,0 +1,99 @@
+"""Everything that knows RQ's storage format, in one place.
+
+The store's scripts queue a job in the same atomic write as the change that needs it (an
+inbound message is one Redis round trip, with no `Queue.enqueue` in the request path).
+`RQJobFormat.prepare` produces exactly the writes `rq.Queue.enqueue` makes — the job hash
+that RQ's own `Job` class serialises, the queue list, the set of known queues — and the
+scripts run them without knowing what they are (agent_core/store/work.py). Work on "the
+session the script resolves" (a turn at ingest, the summary of the session a new one
+replaces) carries a placeholder of a session id's length in its payload, which the script
+replaces in place; RQ stores payloads uncompressed, so the pickled string stays valid.
+tests/workers/test_rqwire.py proves the writes against the installed RQ.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import Enum
+
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.utils import utcformat
+
+from agent_core.store import PreparedJob, Work
+from workers.queues import BACKOFF_S, FAILURE_TTL_S, JOB_TIMEOUT_S, JOBS, OFFLINE
+
+# Stands for the session id in a payload (a UUID, so it has a session id's length).
+SESSION_PLACEHOLDER = "00000000-0000-4000-8000-000000000000"
+_STAMPED = ("created_at", "enqueued_at")
+
+
+def _build(work: Work) -> PreparedJob:
+    spec = JOBS[work.task]
+    args = work.args or (SESSION_PLACEHOLDER,)
+    job = Job.create(
+        spec.func,
+        args=args,
+        connection=OFFLINE,
+        origin=spec.queue,
+        timeout=JOB_TIMEOUT_S,
+        result_ttl=0,
+        failure_ttl=FAILURE_TTL_S,
+        description=spec.func.rsplit(".", 1)[-1],
+        status=JobStatus.QUEUED,
+    )
+    if spec.retries:
+        job.retries_left = spec.retries
+        job.retry_intervals = list(BACKOFF_S[: spec.retries])
+    job.enqueued_at = datetime.now(UTC)
+    fields = job.to_dict()
+    # Stored uncompressed (RQ reads both forms), so a placeholder can be replaced in place.
+    fields.pop("data")
+    flat: list[str] = []
+    for k, v in fields.items():
+        flat.append(k)
+        flat.append(v.value if isinstance(v, Enum) else str(v))
+    return PreparedJob(
+        id=job.id,
+        hash_key=job.key.decode() if isinstance(job.key, bytes) else str(job.key),
+        fields=tuple(flat),
+        payload_field="data",
+        payload=job.data,
+        queue_key=Queue.redis_queue_namespace_prefix + spec.queue,
+        registry_key=Queue.redis_queues_keys,
+        splice="" if work.args else SESSION_PLACEHOLDER,
+    )
+
+
+class RQJobFormat:
+    """The store's JobFormat for RQ. Work on the resolved session is built once per task
+    and then only re-stamped (a new id and enqueue time): ingest prepares one per message."""
+
+    def __init__(self) -> None:
+        self._templates: dict[Work, PreparedJob] = {}
+
+    def prepare(self, work: Work) -> PreparedJob:
+        if work.args:
+            return _build(work)
+        template = self._templates.get(work)
+        if template is None:
+            template = self._templates[work] = _build(work)
+        job_id = str(uuid.uuid4())
+        stamp = utcformat(datetime.now(UTC))
+        fields = list(template.fields)
+        for i in range(0, len(fields), 2):
+            if fields[i] in _STAMPED:
+                fields[i + 1] = stamp
+            elif fields[i] == "id":
+                fields[i + 1] = job_id
+        return PreparedJob(
+            id=job_id,
+            hash_key=Job.redis_job_namespace_prefix + job_id,
+            fields=tuple(fields),
+            payload_field=template.payload_field,
+            payload=template.payload,
+            queue_key=template.queue_key,
+            registry_key=template.registry_key,
+            splice=template.splice,
+        )
