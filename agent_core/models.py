@@ -434,6 +434,11 @@ class Delivery(BaseModel):
     updated_at: str
 
 
+def pending_delivery(at: str) -> dict[str, str]:
+    """The `delivery` of an outbound message stored to be delivered (SPEC §3)."""
+    return {"status": DeliveryStatus.pending.value, "updated_at": at}
+
+
 class Message(BaseModel):
     model_config = ConfigDict(frozen=True)
 

@@ -14,7 +14,16 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from agent_core.models import Agent, MessageKind, Role, Session, SessionMode, SessionStatus, now_iso
+from agent_core.models import (
+    Agent,
+    MessageKind,
+    Role,
+    Session,
+    SessionMode,
+    SessionStatus,
+    now_iso,
+    pending_delivery,
+)
 from agent_core.store import Change, CommitResult, Contention, Work, WriteStatus, sessions
 from agent_core.store.runner import Op
 
@@ -61,7 +70,7 @@ def operator_message(session: Session, operator: str, text: str, at: str) -> tup
     extra: dict[str, Any] = {"author": operator, "in_reply_to": session.last_cust_seq or None}
     if not session.channel.delivered:
         return sessions.new_message(Role.operator, text, created_at=at, **extra), []
-    extra["delivery"] = {"status": "pending", "updated_at": at}
+    extra["delivery"] = pending_delivery(at)
     msg = sessions.new_message(Role.operator, text, created_at=at, **extra)
     return msg, [Work.deliver(session.id, msg["id"])]
 
@@ -250,7 +259,7 @@ def send_template(
             f"[template {content_sid}]",
             created_at=at,
             author=operator,
-            delivery={"status": "pending", "updated_at": at},
+            delivery=pending_delivery(at),
             meta={"content_sid": content_sid, "content_variables": content_variables or {}},
         )
         sent[:] = [msg]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent_core.llm.base import ToolSpec
-from agent_core.models import Agent, MultiPrompt, Session
+from agent_core.models import Agent, MultiPrompt, OnHelpRequested, Session
 
 
 @dataclass
@@ -60,7 +60,7 @@ def _request_human_offer(agent: Agent, session: Session) -> ToolSpec:
 def _request_human_run(ctx: ToolContext, args: dict[str, Any]) -> str:
     reason = str(args.get("reason") or "customer asked for a person")[:500]
     ctx.actions.help_reason = reason
-    if ctx.agent.on_help_requested.value == "hold":
+    if ctx.agent.on_help_requested is OnHelpRequested.hold:
         return (
             "A human operator has been asked to join. Tell the customer briefly that a person will reply "
             "here soon; after that you will stay silent until they do."

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from agent_core.models import Agent, AgentSpec, AgentStatus, OnHelpRequested, new_id, now_iso, now_ms
 from agent_core.store import keys
+from agent_core.store.pages import in_creation_order
 from agent_core.store.runner import Batch, Cmd, Lua, Op
 
 
@@ -129,30 +130,20 @@ def replace(agent_id: str, spec: AgentSpec) -> Op[SaveResult]:
 
 def list_page(*, limit: int, cursor: str | None, status: str | None = None) -> Op[tuple[list[Agent], str | None]]:
     """Agents in creation order; the cursor is the last agent id of the previous page."""
-    start = 0
-    if cursor:
-        rank = yield Cmd("ZRANK", keys.AGENTS, cursor)
-        if rank is None:
-            raise ValueError("unknown cursor")
-        start = int(rank) + 1
-    out: list[Agent] = []
-    while len(out) < limit:
-        ids = yield Cmd("ZRANGE", keys.AGENTS, start, start + limit * 2 - 1)
-        if not ids:
-            return out, None
-        raws = yield Batch(*(Cmd("GET", keys.agent(i)) for i in ids))
-        for _agent_id, raw in zip(ids, raws, strict=True):
-            start += 1
-            if not raw:
-                continue
-            agent = Agent.model_validate_json(raw)
-            if status and agent.status.value != status:
-                continue
-            out.append(agent)
-            if len(out) >= limit:
-                break
-    total = yield Cmd("ZCARD", keys.AGENTS)
-    return out, (out[-1].id if start < int(total) else None)
+    return (
+        yield from in_creation_order(
+            keys.AGENTS,
+            _load,
+            lambda a: not status or a.status.value == status,
+            limit=limit,
+            cursor=cursor,
+        )
+    )
+
+
+def _load(agent_ids: list[str]) -> Op[list[Agent | None]]:
+    raws = yield Batch(*(Cmd("GET", keys.agent(i)) for i in agent_ids))
+    return [Agent.model_validate_json(r) if r else None for r in raws]
 
 
 def all_ids() -> Op[list[str]]:
@@ -163,5 +154,5 @@ def all_ids() -> Op[list[str]]:
 def get_many(agent_ids: list[str]) -> Op[list[Agent]]:
     if not agent_ids:
         return []
-    raws = yield Batch(*(Cmd("GET", keys.agent(i)) for i in agent_ids))
-    return [Agent.model_validate_json(r) for r in raws if r]
+    found = yield from _load(agent_ids)
+    return [a for a in found if a is not None]

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from agent_core.models import ContentType, new_id, now_iso, now_ms
 from agent_core.store import keys
+from agent_core.store.pages import in_creation_order
 from agent_core.store.runner import Batch, Cmd, Lua, Op
 from agent_core.store.work import Work
 
@@ -181,27 +182,15 @@ def list_page(
     *, limit: int, cursor: str | None, archived: bool | None = None
 ) -> Op[tuple[list[KnowledgeDocument], str | None]]:
     """Documents in creation order; the cursor is the last document id of the previous page."""
-    start = 0
-    if cursor:
-        rank = yield Cmd("ZRANK", keys.DOCUMENTS, cursor)
-        if rank is None:
-            raise ValueError("unknown cursor")
-        start = int(rank) + 1
-    out: list[KnowledgeDocument] = []
-    total = int((yield Cmd("ZCARD", keys.DOCUMENTS)))
-    while len(out) < limit and start < total:
-        ids = yield Cmd("ZRANGE", keys.DOCUMENTS, start, start + limit * 2 - 1)
-        if not ids:
-            break
-        docs = yield from get_many(list(ids))
-        for doc in docs:
-            start += 1
-            if doc is None or (archived is not None and doc.archived is not archived):
-                continue
-            out.append(doc)
-            if len(out) >= limit:
-                break
-    return out, (out[-1].id if out and start < total else None)
+    return (
+        yield from in_creation_order(
+            keys.DOCUMENTS,
+            get_many,
+            lambda d: archived is None or d.archived is archived,
+            limit=limit,
+            cursor=cursor,
+        )
+    )
 
 
 def version() -> Op[int]:
