@@ -222,16 +222,8 @@ class RetryableDeliveryError(DeliveryError):
     """A transient failure (rate limit, 5xx, network, timeout); retry after `retry_after`
     seconds when the provider said so."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        sent_parts: dict[int, str] | None = None,
-        status_code: int | None = None,
-        code: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, sent_parts=sent_parts, status_code=status_code, code=code)
+    def __init__(self, message: str, *, retry_after: float | None = None, **details: Any) -> None:
+        super().__init__(message, **details)
         self.retry_after = retry_after
 
 
@@ -239,16 +231,8 @@ class PermanentDeliveryError(DeliveryError):
     """A failure no retry can fix (invalid number, outside the WhatsApp window, other 4xx);
     `opted_out` when the provider refuses because the customer unsubscribed (STOP)."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        sent_parts: dict[int, str] | None = None,
-        status_code: int | None = None,
-        code: int | None = None,
-        opted_out: bool = False,
-    ) -> None:
-        super().__init__(message, sent_parts=sent_parts, status_code=status_code, code=code)
+    def __init__(self, message: str, *, opted_out: bool = False, **details: Any) -> None:
+        super().__init__(message, **details)
         self.opted_out = opted_out
 
 
