@@ -20,6 +20,8 @@ from typing import Any
 from bench.stack import ROOT
 
 RESULTS = Path(__file__).resolve().parent / "results"
+GATEWAY_ROW = ("gateway", "gateway")
+PAUSED_ROW = ("gateway, worker paused", "gateway_worker_paused")
 
 
 def machine() -> dict[str, Any]:
@@ -52,40 +54,15 @@ def _f(x: float, digits: int = 0) -> str:
 
 
 def ingest_table(r: dict[str, Any]) -> list[str]:
-    cs = sorted({int(k.split("@c")[1]) for k in r["runs"]})
+    cs = _concurrencies(r)
     out = [
         f"Ingest: POST /v1/chat/inbound?wait=0 ({r['engine']}, {r['duration_s']:g} s/run, "
         f"{r['customers']} customers, worker --concurrency {r['worker_concurrency']} running)",
-        f"  {'':<22}" + "".join(f"{'c=' + str(c):>34}" for c in cs),
     ]
-    rows = (
-        ("bare JSON (baseline)", "bare_json"),
-        ("gateway", "gateway"),
-        ("gateway, worker paused", "gateway_worker_paused"),
-        ("bare TwiML", "bare_twiml"),
-    )
-    for label, name in rows:
-        cells = []
-        for c in cs:
-            run = r["runs"][f"{name}@c{c}"]
-            cells.append(f"{_f(run['rps']):>9} req/s p50 {run['p50_ms']:6.2f} p99 {run['p99_ms']:6.2f}")
-        out.append(f"  {label:<22}" + "".join(f"{cell:>34}" for cell in cells))
-    out.append(
-        f"  {'gateway / bare JSON':<22}"
-        + "".join(f"{r['ratios'][f'c{c}']['gateway_vs_bare_json_rps']:>33.3f}x" for c in cs)
-    )
-    out.append(
-        f"  {'  (worker paused)':<22}"
-        + "".join(f"{r['ratios'][f'c{c}']['gateway_worker_paused_vs_bare_json_rps']:>33.3f}x" for c in cs)
-    )
-    out.append(
-        f"  {'server CPU µs/request':<22}"
-        + "".join(
-            f"{'gw ' + _f(r['runs'][f'gateway@c{c}']['server_cpu_us_per_req']):>16}"
-            f"{' bare ' + _f(r['runs'][f'bare_json@c{c}']['server_cpu_us_per_req']):>12}"
-            f"{r['ratios'][f'c{c}']['server_cpu_per_req_gateway_vs_bare_json']:>5.1f}x"
-            for c in cs
-        )
+    out += _closed_loop_section(
+        r,
+        (("bare JSON (baseline)", "bare_json"), GATEWAY_ROW, PAUSED_ROW, ("bare TwiML", "bare_twiml")),
+        ("gateway / bare JSON", "bare_json", "server_cpu_per_req_gateway_vs_bare_json"),
     )
     runs = {**r["runs"], **{f"warmup:{k}": v for k, v in r["warmup"].items()}}
     non2xx = {
@@ -101,12 +78,7 @@ def ingest_table(r: dict[str, Any]) -> list[str]:
             for c in cs
         )
     )
-    for label, fx in r["fixed_rate"].items():
-        out.append(
-            f"  open loop, {label.replace('_', ' ')}: {_f(fx['target_rate'])}/s = 70% of {_f(fx['of_max_rps'])}"
-            f" -> got {_f(fx['rps'])}/s, p50 {fx['p50_ms']:.2f} ms, p90 {fx['p90_ms']:.2f}, p99 {fx['p99_ms']:.2f},"
-            f" max {fx['max_ms']:.1f}; p99 from write {fx['service_p99_ms']:.2f} ms"
-        )
+    out += _open_loop_rows(r)
     out += [
         f"  backlog at end {r['backlog_at_end_of_load']}, drained in {r['drain_s']} s; census {r['census']}",
         f"  non-2xx/errors: {non2xx or 'none'}",
@@ -137,46 +109,17 @@ def turns_table(r: dict[str, Any]) -> list[str]:
 
 
 def webhook_table(ing: dict[str, Any], lat: dict[str, Any]) -> list[str]:
-    cs = sorted({int(k.split("@c")[1]) for k in ing["runs"]})
     out = [
         f"Webhook ingest: signed POST /twilio/messages ({ing['engine']}, {ing['duration_s']:g} s/run, "
         f"{ing['customers']} From numbers, worker --concurrency {ing['worker_concurrency']} running, "
         f"replies to a fake Twilio)",
-        f"  {'':<22}" + "".join(f"{'c=' + str(c):>34}" for c in cs),
     ]
-    for label, name in (
-        ("bare TwiML (baseline)", "bare_twiml"),
-        ("gateway webhook", "gateway"),
-        ("gateway, worker paused", "gateway_worker_paused"),
-    ):
-        cells = []
-        for c in cs:
-            run = ing["runs"][f"{name}@c{c}"]
-            cells.append(f"{_f(run['rps']):>9} req/s p50 {run['p50_ms']:6.2f} p99 {run['p99_ms']:6.2f}")
-        out.append(f"  {label:<22}" + "".join(f"{cell:>34}" for cell in cells))
-    out.append(
-        f"  {'gateway / bare TwiML':<22}"
-        + "".join(f"{ing['ratios'][f'c{c}']['gateway_vs_bare_twiml_rps']:>33.3f}x" for c in cs)
+    out += _closed_loop_section(
+        ing,
+        (("bare TwiML (baseline)", "bare_twiml"), ("gateway webhook", "gateway"), PAUSED_ROW),
+        ("gateway / bare TwiML", "bare_twiml", "server_cpu_per_req_gateway_vs_bare"),
     )
-    out.append(
-        f"  {'  (worker paused)':<22}"
-        + "".join(f"{ing['ratios'][f'c{c}']['gateway_worker_paused_vs_bare_twiml_rps']:>33.3f}x" for c in cs)
-    )
-    out.append(
-        f"  {'server CPU µs/request':<22}"
-        + "".join(
-            f"{'gw ' + _f(ing['runs'][f'gateway@c{c}']['server_cpu_us_per_req']):>16}"
-            f"{' bare ' + _f(ing['runs'][f'bare_twiml@c{c}']['server_cpu_us_per_req']):>12}"
-            f"{ing['ratios'][f'c{c}']['server_cpu_per_req_gateway_vs_bare']:>5.1f}x"
-            for c in cs
-        )
-    )
-    for label, fx in ing["fixed_rate"].items():
-        out.append(
-            f"  open loop, {label.replace('_', ' ')}: {_f(fx['target_rate'])}/s = 70% of {_f(fx['of_max_rps'])}"
-            f" -> got {_f(fx['rps'])}/s, p50 {fx['p50_ms']:.2f} ms, p90 {fx['p90_ms']:.2f}, p99 {fx['p99_ms']:.2f},"
-            f" max {fx['max_ms']:.1f}; p99 from write {fx['service_p99_ms']:.2f} ms"
-        )
+    out += _open_loop_rows(ing)
     runs = {**ing["runs"], **ing["fixed_rate"], **{f"warmup:{k}": v for k, v in ing["warmup"].items()}}
     non2xx = {
         k: {"statuses": v["statuses"], "errors": v["errors"]} for k, v in runs.items() if v["non_2xx"] or v["errors"]
@@ -203,6 +146,49 @@ def webhook_table(ing: dict[str, Any], lat: dict[str, Any]) -> list[str]:
             )
     out.append("  (latencies in ms: webhook written by the load generator -> create received by the fake Twilio)")
     return out
+
+
+def _concurrencies(r: dict[str, Any]) -> list[int]:
+    return sorted({int(k.split("@c")[1]) for k in r["runs"]})
+
+
+def _closed_loop_section(r: dict[str, Any], rows: tuple[tuple[str, str], ...], bare: tuple[str, str, str]) -> list[str]:
+    """The closed-loop table: a header, one row per (label, run name) with requests/s, p50 and p99
+    at each concurrency, then against the `bare` run (label, run name, key of the CPU ratio):
+    requests/s ratios with the worker running and paused, and server CPU per request."""
+    label, name, cpu_key = bare
+    cs = _concurrencies(r)
+    out = [f"  {'':<22}" + "".join(f"{'c=' + str(c):>34}" for c in cs)]
+    for row_label, run_name in rows:
+        cells = []
+        for c in cs:
+            run = r["runs"][f"{run_name}@c{c}"]
+            cells.append(f"{_f(run['rps']):>9} req/s p50 {run['p50_ms']:6.2f} p99 {run['p99_ms']:6.2f}")
+        out.append(f"  {row_label:<22}" + "".join(f"{cell:>34}" for cell in cells))
+    for ratio_label, key in (
+        (label, f"gateway_vs_{name}_rps"),
+        ("  (worker paused)", f"gateway_worker_paused_vs_{name}_rps"),
+    ):
+        out.append(f"  {ratio_label:<22}" + "".join(f"{r['ratios'][f'c{c}'][key]:>33.3f}x" for c in cs))
+    out.append(
+        f"  {'server CPU µs/request':<22}"
+        + "".join(
+            f"{'gw ' + _f(r['runs'][f'gateway@c{c}']['server_cpu_us_per_req']):>16}"
+            f"{' bare ' + _f(r['runs'][f'{name}@c{c}']['server_cpu_us_per_req']):>12}"
+            f"{r['ratios'][f'c{c}'][cpu_key]:>5.1f}x"
+            for c in cs
+        )
+    )
+    return out
+
+
+def _open_loop_rows(r: dict[str, Any]) -> list[str]:
+    return [
+        f"  open loop, {label.replace('_', ' ')}: {_f(fx['target_rate'])}/s = 70% of {_f(fx['of_max_rps'])}"
+        f" -> got {_f(fx['rps'])}/s, p50 {fx['p50_ms']:.2f} ms, p90 {fx['p90_ms']:.2f}, p99 {fx['p99_ms']:.2f},"
+        f" max {fx['max_ms']:.1f}; p99 from write {fx['service_p99_ms']:.2f} ms"
+        for label, fx in r["fixed_rate"].items()
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

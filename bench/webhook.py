@@ -12,8 +12,8 @@ messages). TWILIO_MESSAGES_PER_SECOND is raised to 100,000 so the per-sender thr
 (default 10 messages/s per sending number: every reply here comes from the one agent
 number) does not cap the figures: they measure the gateway, not a Twilio rate limit.
 
-Requests: the form Twilio sends for an inbound SMS (19 fields, as in
-tests/channels/twilio/wire.py `sms_form()`), each with its own MessageSid (a duplicate
+Requests: the form Twilio sends for an inbound SMS (19 fields, `channels.twilio.forms.inbound_form`,
+the same builder as the tests' `sms_form()`), each with its own MessageSid (a duplicate
 would be deduplicated: cheaper and not what is measured), signed with
 `RequestValidator(auth_token).compute_signature(PUBLIC_BASE_URL + "/twilio/messages",
 params)`, pre-generated into a file (`<signature>TAB<body>` per line) that the load
@@ -47,7 +47,9 @@ import os
 import secrets
 import signal
 import time
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -56,8 +58,9 @@ import httpx
 from twilio.request_validator import RequestValidator
 
 from bench import load
-from bench.ingest import TEXT, _backlog, _measure, _message_census, _wait_drained
-from bench.stack import Stack, create_agent, redis_pid, stack
+from bench.runner import GATEWAY, PAUSED, TEXT, IngestRunner, backlog, engine_name, ratios
+from bench.stack import Proc, Stack, create_agent, redis_pid, stack
+from channels.twilio.forms import inbound_form
 from gateway.redis_server import free_port
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
@@ -68,31 +71,12 @@ SIGNATURE = "X-Twilio-Signature"
 INGEST_FROM = 15552000000  # ingest customers: +15552000000 .. + customers - 1
 LATENCY_FROM = 15553000000  # latency customers: one new number per request
 MPS = "100000"
+BARE_TWIML = "bare_twiml"
 
 
 def sms_form(message_sid: str, from_number: str, body: str) -> dict[str, str]:
-    """The inbound SMS webhook form Twilio sends (tests/channels/twilio/wire.py sms_form)."""
-    return {
-        "ToCountry": "US",
-        "ToState": "CA",
-        "SmsMessageSid": message_sid,
-        "NumMedia": "0",
-        "ToCity": "SAN FRANCISCO",
-        "FromZip": "94105",
-        "SmsSid": message_sid,
-        "FromState": "CA",
-        "SmsStatus": "received",
-        "FromCity": "SAN FRANCISCO",
-        "Body": body,
-        "FromCountry": "US",
-        "To": AGENT_NUMBER,
-        "ToZip": "94105",
-        "NumSegments": "1",
-        "MessageSid": message_sid,
-        "AccountSid": ACCOUNT_SID,
-        "From": from_number,
-        "ApiVersion": "2010-04-01",
-    }
+    """The inbound SMS webhook form Twilio sends to the agent number."""
+    return inbound_form(message_sid=message_sid, account_sid=ACCOUNT_SID, from_=from_number, to=AGENT_NUMBER, body=body)
 
 
 def from_number(base: int, k: int, customers: int | None) -> str:
@@ -133,8 +117,60 @@ def write_lines(
     return path
 
 
-def _twilio_stack(st: Stack, token: str) -> tuple[str, int, str]:
-    """Start the fake Twilio and configure the product processes for it; returns the public URL."""
+@dataclass
+class SignedLines:
+    """The file of signed ingest requests the gateway runs walk through, each run starting where
+    the previous one stopped. A line is never reused (a MessageSid seen before is deduplicated:
+    cheaper, not what is measured): more are appended when a run could use the file up."""
+
+    path: Path
+    url: str
+    token: str
+    customers: int
+    pool: ProcessPoolExecutor
+    available: int
+    next_line: int = 0
+    top_ups: list[int] = field(default_factory=list)
+
+    @classmethod
+    def write(
+        cls, path: Path, url: str, token: str, count: int, customers: int, pool: ProcessPoolExecutor
+    ) -> SignedLines:
+        write_lines(path, url, token, count, INGEST_FROM, customers, pool)
+        return cls(path, url, token, customers, pool, available=count)
+
+    def target(self, expect_rps: float, seconds: float) -> load.Target:
+        need = self.next_line + int(max(expect_rps, 1_000) * seconds * 1.5) + 1_000
+        if need > self.available:
+            write_lines(
+                self.path, self.url, self.token, need, INGEST_FROM, self.customers, self.pool, start=self.available
+            )
+            self.top_ups.append(need - self.available)
+            self.available = need
+        return self.at(self.url, self.next_line)
+
+    def at(self, url: str, offset: int) -> load.Target:
+        """These requests sent to `url`, from line `offset` on."""
+        return load.Target(url, "POST", FORM_HEADERS, lines_file=str(self.path), line_header=SIGNATURE, offset=offset)
+
+    def advance(self, result: Mapping[str, Any], concurrency: int) -> None:
+        self.next_line += int(result.get("sent", result["requests"])) + concurrency  # + in flight when a run stopped
+
+
+@dataclass(frozen=True)
+class TwilioGateway:
+    """`chatgw web` configured for a local fake Twilio, with an agent owning AGENT_NUMBER."""
+
+    public: str
+    token: str
+    web: Proc
+    fake_pid: int
+    fake_base: str
+
+
+def start_gateway(st: Stack) -> TwilioGateway:
+    """Start the fake Twilio and `chatgw web` for it (PUBLIC_BASE_URL = its own address)."""
+    token = secrets.token_hex(16)
     fake, fake_base = st.start_fake_twilio(ACCOUNT_SID)
     port = free_port()
     public = f"http://127.0.0.1:{port}"
@@ -145,7 +181,10 @@ def _twilio_stack(st: Stack, token: str) -> tuple[str, int, str]:
         "TWILIO_API_BASE_URL": fake_base,
         "TWILIO_MESSAGES_PER_SECOND": MPS,
     }
-    return public, fake.pid, fake_base
+    admin = st.admin_token()
+    web, base = st.start_web(port)
+    create_agent(base, admin, "Bench SMS", channels={"numbers": [AGENT_NUMBER]}, debounce_ms=0)
+    return TwilioGateway(public, token, web, fake.pid, fake_base)
 
 
 def created(fake_base: str, since: int = 0) -> tuple[int, list[list[Any]]]:
@@ -214,6 +253,16 @@ def _stats_ms(values: list[float]) -> dict[str, float]:
 # 1. Ingest
 
 
+def _count_replies(st: Stack, fake_base: str, prefix: str, census: dict[str, Any]) -> dict[str, int]:
+    """Add the replies the fake Twilio received (now and 2 s later) to `census`; return the
+    delivery statuses of the agent replies stored."""
+    census["replies_at_fake_twilio"] = created(fake_base, since=1 << 30)[0] - 1  # minus the smoke test
+    deliveries = delivery_census(st, prefix)
+    time.sleep(2)
+    census["replies_at_fake_twilio_2s_later"] = created(fake_base, since=1 << 30)[0] - 1
+    return deliveries
+
+
 def run_ingest(
     duration_s: float = 8.0,
     *,
@@ -227,174 +276,66 @@ def run_ingest(
 ) -> dict[str, Any]:
     # The pool signs requests (≈ 50 µs each) on all cores: 150,000 take ≈ 4 s.
     with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool, stack() as st:
-        token = secrets.token_hex(16)
-        public, fake_pid, fake_base = _twilio_stack(st, token)
-        admin = st.admin_token()
-        web, base = st.start_web(int(public.rsplit(":", 1)[1]))
-        create_agent(base, admin, "Bench SMS", channels={"numbers": [AGENT_NUMBER]}, debounce_ms=0)
+        gw = start_gateway(st)
         t0 = time.monotonic()
-        lines_file = write_lines(st.tmp / "ingest-lines.txt", public + PATH, token, lines, INGEST_FROM, customers, pool)
+        signed = SignedLines.write(st.tmp / "ingest-lines.txt", gw.public + PATH, gw.token, lines, customers, pool)
         gen_s = round(time.monotonic() - t0, 1)
-        available = lines
-        top_ups: list[int] = []
         worker = st.start_worker(worker_concurrency)
         baseline, bbase = st.start_baseline()
-        check = smoke(public, token, fake_base)
+        check = smoke(gw.public, gw.token, gw.fake_base)
         pids = {
-            "web": web.pid,
+            "web": gw.web.pid,
             "worker": worker.pid,
             "redis": redis_pid(st),
             "baseline": baseline.pid,
-            "faketwilio": fake_pid,
+            "faketwilio": gw.fake_pid,
         }
-        engine_used = "wrk" if engine == "wrk" or (engine == "auto" and load.have_wrk()) else "python"
+        runner = IngestRunner(
+            st,
+            pids=pids,
+            worker_pid=worker.pid,
+            gateway=signed,
+            # The same request bytes as the gateway gets.
+            baselines={BARE_TWIML: signed.at(bbase + "/twiml", 0)},
+            engine=engine,
+            log=log,
+            idle_first=True,
+        )
+        engine_used = engine_name(engine)
         log(
             f"webhook ingest: {lines:,} signed requests generated in {gen_s} s; load generator {engine_used}; "
             f"{duration_s:g}s per run; worker concurrency {worker_concurrency}; smoke {check}"
         )
-        bare = load.Target(
-            bbase + "/twiml", "POST", FORM_HEADERS, lines_file=str(lines_file), line_header=SIGNATURE, offset=0
-        )
-        next_line = 0
-        acked = 0
-
-        def gateway(offset: int, expect_rps: float, seconds: float) -> load.Target:
-            # Never reuse a line (a MessageSid seen before is deduplicated: cheaper, not what
-            # is measured): append more signed requests when the file could run out.
-            nonlocal available
-            need = offset + int(max(expect_rps, 1_000) * seconds * 1.5) + 1_000
-            if need > available:
-                write_lines(lines_file, public + PATH, token, need, INGEST_FROM, customers, pool, start=available)
-                top_ups.append(need - available)
-                available = need
-            return load.Target(
-                public + PATH, "POST", FORM_HEADERS, lines_file=str(lines_file), line_header=SIGNATURE, offset=offset
-            )
-
-        def best_gateway_rps() -> float:
-            return max([float(r["rps"]) for k, r in runs.items() if k.startswith("gateway")] + [warm_rps, 4_000.0])
-
-        def advance(r: dict[str, Any], c: int) -> None:
-            nonlocal next_line, acked
-            next_line += int(r.get("sent", r["requests"])) + c  # + in flight when a run stopped
-            acked += sum(v for k, v in r["statuses"].items() if k.startswith("2"))
-
-        warmup: dict[str, Any] = {}
-        runs: dict[str, dict[str, Any]] = {}
-        warm_rps = 0.0
-        for label in ("bare_twiml", "gateway"):
-            target = bare if label == "bare_twiml" else gateway(next_line, 4_000, warmup_s)
-            r = load.run(target, concurrency=16, duration_s=warmup_s, engine=engine)
-            warmup[label] = {k: r[k] for k in ("rps", "statuses", "non_2xx", "errors")}
-            if label == "gateway":
-                advance(r, 16)
-                warm_rps = r["rps"]
-
-        for c in concurrencies:
-            for label in ("bare_twiml", "gateway", "gateway_worker_paused"):
-                paused = label == "gateway_worker_paused"
-                target = bare if label == "bare_twiml" else gateway(next_line, best_gateway_rps(), duration_s)
-                server = "baseline" if label == "bare_twiml" else "web"
-                # The bare endpoint is measured on an idle box: the worker must not be still
-                # answering the turns an earlier gateway run left behind.
-                drained = _wait_drained(st, timeout_s=120) if label == "bare_twiml" else None
-                if paused:
-                    os.kill(worker.pid, signal.SIGSTOP)
-                try:
-                    r = _measure(target, pids, server, st, concurrency=c, duration_s=duration_s, engine=engine)
-                finally:
-                    if paused:
-                        os.kill(worker.pid, signal.SIGCONT)
-                if label != "bare_twiml":
-                    r["first_line"] = target.offset
-                    advance(r, c)
-                    r["backlog_after"] = _backlog(st)
-                if drained is not None:
-                    r["waited_for_drain_s"] = drained
-                runs[f"{label}@c{c}"] = r
-                log(
-                    f"  {label:<21} c={c:<3} {r['rps']:>9.0f} req/s  p50 {r['p50_ms']:7.2f} ms  "
-                    f"p99 {r['p99_ms']:7.2f} ms  non-2xx {r['non_2xx']}  errors {r['errors'] or 0}"
-                )
-
-        ratios = {
-            f"c{c}": {
-                "gateway_vs_bare_twiml_rps": round(runs[f"gateway@c{c}"]["rps"] / runs[f"bare_twiml@c{c}"]["rps"], 3),
-                "gateway_worker_paused_vs_bare_twiml_rps": round(
-                    runs[f"gateway_worker_paused@c{c}"]["rps"] / runs[f"bare_twiml@c{c}"]["rps"], 3
-                ),
-                "server_cpu_per_req_gateway_vs_bare": round(
-                    runs[f"gateway@c{c}"]["server_cpu_us_per_req"]
-                    / max(runs[f"bare_twiml@c{c}"]["server_cpu_us_per_req"], 0.1),
-                    2,
-                ),
-            }
-            for c in concurrencies
-        }
-
-        fixed: dict[str, Any] = {}
-        for label in ("gateway", "gateway_worker_paused"):
-            best = max(runs[f"{label}@c{c}"]["rps"] for c in concurrencies)
-            rate = round(0.7 * best, 1)
-            paused = label == "gateway_worker_paused"
-            target = gateway(next_line, rate, duration_s)
-            drained = _wait_drained(st, timeout_s=120)  # start without the previous runs' backlog
-            if paused:
-                os.kill(worker.pid, signal.SIGSTOP)
-            try:
-                fx = _measure(
-                    target,
-                    pids,
-                    "web",
-                    st,
-                    concurrency=max(concurrencies),
-                    duration_s=duration_s,
-                    rate=rate,
-                    engine="python",
-                )
-            finally:
-                if paused:
-                    os.kill(worker.pid, signal.SIGCONT)
-            advance(fx, max(concurrencies))
-            fx["backlog_after"] = _backlog(st)
-            fx["waited_for_drain_s"] = drained
-            fixed[label] = {"of_max_rps": best, "fraction": 0.7, **fx}
-            log(
-                f"  {label:<21} rate {rate:.0f}/s (70% of {best:.0f}): got {fx['rps']:.0f}/s  "
-                f"p50 {fx['p50_ms']:.2f} ms  p99 {fx['p99_ms']:.2f} ms (from the write: p99 "
-                f"{fx['service_p99_ms']:.2f} ms)  non-2xx {fx['non_2xx']}"
-            )
-
-        backlog = _backlog(st)
-        drain_s = _wait_drained(st, timeout_s=180)
+        warmup = runner.warm_up((BARE_TWIML, GATEWAY), warmup_s)
+        runs = runner.closed_loops(concurrencies, (BARE_TWIML, GATEWAY, PAUSED), duration_s)
+        fixed = runner.open_loops(concurrencies, duration_s)
         prefix = f"+{INGEST_FROM}"[:8]
-        census = _message_census(st, prefix)
-        census["acked_2xx"] = acked
-        census["replies_at_fake_twilio"] = created(fake_base, since=1 << 30)[0] - 1  # minus the smoke test
-        deliveries = delivery_census(st, prefix)
-        time.sleep(2)
-        census["replies_at_fake_twilio_2s_later"] = created(fake_base, since=1 << 30)[0] - 1
+        after = runner.drain(prefix, timeout_s=180)
+        deliveries = _count_replies(st, gw.fake_base, prefix, after["census"])
         unknown = int(st.client().hget("gw:counters", "unknown_number") or 0)
-        log(f"  drain after load: {drain_s} s; census {census}; reply delivery statuses {deliveries}")
+        log(f"  drain after load: {after['drain_s']} s; census {after['census']}; reply delivery statuses {deliveries}")
         return {
             "engine": engine_used,
             "duration_s": duration_s,
             "customers": customers,
             "worker_concurrency": worker_concurrency,
-            "lines": available,
-            "lines_topped_up": top_ups,
-            "lines_used": next_line,
-            "lines_wrapped": next_line > available,
+            "lines": signed.available,
+            "lines_topped_up": signed.top_ups,
+            "lines_used": signed.next_line,
+            "lines_wrapped": signed.next_line > signed.available,
             "generate_s": gen_s,
             "smoke": check,
             "warmup": warmup,
             "runs": runs,
-            "ratios": ratios,
+            "ratios": ratios(
+                runs,
+                concurrencies,
+                rps=((GATEWAY, BARE_TWIML), (PAUSED, BARE_TWIML)),
+                cpu=("server_cpu_per_req_gateway_vs_bare", BARE_TWIML),
+            ),
             "fixed_rate": fixed,
-            "backlog_at_end_of_load": backlog,
-            "drain_s": drain_s,
-            "backlog_after_drain": _backlog(st),
-            "census": census,
+            **after,
+            "backlog_after_drain": backlog(st),
             "reply_delivery_statuses": deliveries,
             "unknown_number_count": unknown,
             "log_findings": st.log_findings(),
@@ -406,8 +347,8 @@ def run_ingest(
 
 
 class LatencyRig:
-    def __init__(self, st: Stack, public: str, token: str, fake_base: str) -> None:
-        self.st, self.public, self.token, self.fake_base = st, public, token, fake_base
+    def __init__(self, st: Stack, gw: TwilioGateway) -> None:
+        self.st, self.public, self.token, self.fake_base = st, gw.public, gw.token, gw.fake_base
         self.next_customer = 0
 
     def lines(self, name: str, count: int) -> tuple[load.Target, int]:
@@ -507,17 +448,13 @@ def run_latency(
     log: Any = print,
 ) -> dict[str, Any]:
     with stack() as st:
-        token = secrets.token_hex(16)
-        public, fake_pid, fake_base = _twilio_stack(st, token)
-        admin = st.admin_token()
-        web, base = st.start_web(int(public.rsplit(":", 1)[1]))
-        create_agent(base, admin, "Bench SMS", channels={"numbers": [AGENT_NUMBER]}, debounce_ms=0)
-        rig = LatencyRig(st, public, token, fake_base)
+        gw = start_gateway(st)
+        rig = LatencyRig(st, gw)
         log(f"webhook latency: webhook -> Twilio create, {flood} turns for the maximum, {duration_s:g} s at 70%")
         configs: dict[str, Any] = {}
         for conc in worker_concurrencies:
             worker = st.start_worker(conc)
-            smoke(public, token, fake_base)
+            smoke(gw.public, gw.token, gw.fake_base)
             mx = rig.maximum(worker.pid, flood)
             rate = round(0.7 * mx["turns_per_s"], 1)
             at70 = rig.open_loop(f"at70-c{conc}", rate, duration_s)
@@ -538,7 +475,7 @@ def run_latency(
             "low_rate": low_rate,
             "messages_per_second_setting": float(MPS),
             "configs": configs,
-            "pids": {"web": web.pid, "faketwilio": fake_pid},
+            "pids": {"web": gw.web.pid, "faketwilio": gw.fake_pid},
             "log_findings": st.log_findings(),
         }
 

@@ -13,7 +13,6 @@ import json
 import sys
 import threading
 import time
-import uuid
 from typing import Any
 
 import httpx
@@ -21,9 +20,10 @@ import redis
 from twilio.request_validator import RequestValidator
 
 from agent_core.models import E164
+from agent_core.settings import Settings
 from agent_core.store import Store, agents, keys, messages, sessions
 from channels.twilio import SIGNATURE_HEADER, webhook_url
-from gateway.settings import Settings
+from channels.twilio.forms import inbound_form, new_sid
 from gateway.webhooks.twilio import DEV_TOKEN_KEY
 
 DEV_ACCOUNT_SID = "AC" + "0" * 32
@@ -137,20 +137,15 @@ def run_chat(settings: Settings, redis_url: str, args: argparse.Namespace) -> in
             text = line.rstrip("\n")
             if not text.strip():
                 continue
-            params = {
-                "MessageSid": "SM" + uuid.uuid4().hex,
-                "AccountSid": twilio.account_sid or DEV_ACCOUNT_SID,
-                "From": address,
-                "To": to,
-                "Body": text,
-                "NumMedia": "0",
-                "NumSegments": "1",
-                "SmsStatus": "received",
-                "ApiVersion": "2010-04-01",
-            }
-            if args.whatsapp:
-                params["ProfileName"] = "Dev Customer"
-                params["WaId"] = args.from_.lstrip("+")
+            params = inbound_form(
+                message_sid=new_sid("SM"),
+                account_sid=twilio.account_sid or DEV_ACCOUNT_SID,
+                from_=address,
+                to=to,
+                body=text,
+                profile_name="Dev Customer" if args.whatsapp else None,
+                whatsapp=args.whatsapp,
+            )
             signature = validator.compute_signature(signed_url, params)
             response = http.post(post_url, data=params, headers={SIGNATURE_HEADER: signature})
             if response.status_code != 200:

@@ -2,72 +2,42 @@
 
 from __future__ import annotations
 
-import secrets
 import urllib.parse
 from typing import Any
 
 import httpx
 
+from channels.twilio.forms import inbound_form
+from channels.twilio.forms import new_sid as sid
+
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "f" * 32
 API_BASE = "https://api.twilio.com"
 MESSAGES_PATH = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
-
-
-def sid(prefix: str = "SM") -> str:
-    return prefix + secrets.token_hex(16)
+CUSTOMER = "+15557654321"
+AGENT_NUMBER = "+15550001111"
 
 
 def sms_form(**overrides: str) -> dict[str, str]:
     """An inbound SMS webhook form with every field Twilio sends."""
-    message_sid = sid()
-    form = {
-        "ToCountry": "US",
-        "ToState": "CA",
-        "SmsMessageSid": message_sid,
-        "NumMedia": "0",
-        "ToCity": "SAN FRANCISCO",
-        "FromZip": "94105",
-        "SmsSid": message_sid,
-        "FromState": "CA",
-        "SmsStatus": "received",
-        "FromCity": "SAN FRANCISCO",
-        "Body": "Hello, where is my order?",
-        "FromCountry": "US",
-        "To": "+15550001111",
-        "ToZip": "94105",
-        "NumSegments": "1",
-        "MessageSid": message_sid,
-        "AccountSid": ACCOUNT_SID,
-        "From": "+15557654321",
-        "ApiVersion": "2010-04-01",
-    }
-    form.update(overrides)
-    return form
+    form = inbound_form(
+        message_sid=sid(), account_sid=ACCOUNT_SID, from_=CUSTOMER, to=AGENT_NUMBER, body="Hello, where is my order?"
+    )
+    return form | overrides
 
 
 def whatsapp_form(**overrides: str) -> dict[str, str]:
     """An inbound WhatsApp webhook form as Twilio sends it."""
-    message_sid = sid()
-    form = {
-        "SmsMessageSid": message_sid,
-        "NumMedia": "0",
-        "ProfileName": "Ada Lovelace",
-        "MessageType": "text",
-        "SmsSid": message_sid,
-        "WaId": "15557654321",
-        "SmsStatus": "received",
-        "Body": "Hi there",
-        "To": "whatsapp:+15550001111",
-        "NumSegments": "1",
-        "ReferralNumMedia": "0",
-        "MessageSid": message_sid,
-        "AccountSid": ACCOUNT_SID,
-        "From": "whatsapp:+15557654321",
-        "ApiVersion": "2010-04-01",
-    }
-    form.update(overrides)
-    return form
+    form = inbound_form(
+        message_sid=sid(),
+        account_sid=ACCOUNT_SID,
+        from_=CUSTOMER,
+        to=AGENT_NUMBER,
+        body="Hi there",
+        profile_name="Ada Lovelace",
+        whatsapp=True,
+    )
+    return form | overrides
 
 
 def message_resource(form: dict[str, Any], status: str = "queued", message_sid: str | None = None) -> dict[str, Any]:
