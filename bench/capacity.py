@@ -31,7 +31,7 @@ from starlette.routing import Route
 from agent_core.models import AgentSpec, Channel
 from agent_core.store import Store, agents, keys, sessions
 from agent_core.store.connection import sync_client
-from gateway.redis_server import EmbeddedRedis, free_port
+from gateway.cli.redis_server import EmbeddedRedis, free_port
 from workers.queues import turn_job
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -457,7 +457,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import redis
 
     from agent_core.store import Store
-    from gateway.redis_server import EmbeddedRedis
+    from gateway.cli.redis_server import EmbeddedRedis
 
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -29,7 +29,7 @@ from typing import IO, Any
 import httpx
 import redis
 
-from gateway.redis_server import EmbeddedRedis, free_port
+from gateway.cli.redis_server import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRUBBED = (

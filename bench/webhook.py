@@ -61,7 +61,7 @@ from bench import load
 from bench.runner import GATEWAY, PAUSED, TEXT, IngestRunner, backlog, engine_name, ratios
 from bench.stack import Proc, Stack, create_agent, redis_pid, stack
 from channels.twilio.forms import inbound_form
-from gateway.redis_server import free_port
+from gateway.cli.redis_server import free_port
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AGENT_NUMBER = "+15550001111"

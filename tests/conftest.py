@@ -18,7 +18,7 @@ from agent_core.settings import AppSettings, LLMSettings, RedisSettings, Setting
 from agent_core.store import Store, tokens
 from agent_core.store.tokens import TokenRole
 from gateway.app import create_app
-from gateway.redis_server import EmbeddedRedis
+from gateway.cli.redis_server import EmbeddedRedis
 from tests.fakes import FakeLLM
 from workers import context
 from workers.queues import ALL_QUEUES

@@ -38,9 +38,7 @@ def imported_packages(path: Path) -> set[str]:
 
 
 def offenders(package: str, forbidden: set[str]) -> dict[str, list[str]]:
-    found = {
-        str(p.relative_to(ROOT)): sorted(imported_packages(p) & forbidden) for p in (ROOT / package).rglob("*.py")
-    }
+    found = {str(p.relative_to(ROOT)): sorted(imported_packages(p) & forbidden) for p in (ROOT / package).rglob("*.py")}
     return {k: v for k, v in found.items() if v}
 
 

@@ -126,7 +126,7 @@ def test_agents_apply_attaches_knowledge_files_once(redis_url: str, store: Store
 def test_demo_agent_knows_the_help_center(
     store: Store, client: TestClient, admin: dict[str, str], workers: Any
 ) -> None:
-    from gateway.demo import ensure_demo
+    from gateway.cli.demo import ensure_demo
 
     assert ensure_demo(store) == ensure_demo(store) == "agent_demo"
     reply = send(client, admin, "agent_demo", "how much does express shipping cost?", customer="c")["reply"]

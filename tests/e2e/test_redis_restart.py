@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.redis_server import EmbeddedRedis
+from gateway.cli.redis_server import EmbeddedRedis
 from tests import procs
 from tests.fakes import free_port
 from tests.helpers import eventually

@@ -15,8 +15,8 @@ import respx
 from rq.scheduler import RQScheduler
 from starlette.testclient import TestClient
 
-from agent_core.settings import TwilioSettings
 from agent_core.models import Role
+from agent_core.settings import TwilioSettings
 from agent_core.store import Change, sessions
 from tests.channels.twilio.wire import ACCOUNT_SID, AUTH_TOKEN, MESSAGES_PATH, created, sid, sms_form, whatsapp_form
 from tests.conftest import LLM_BASE, PUBLIC_URL, drain

@@ -17,8 +17,7 @@ from agent_core.settings import Settings, SettingsError, load_settings
 from agent_core.store import Store, agents, tokens
 from agent_core.store.connection import sync_client
 from agent_core.store.tokens import TokenRole
-
-DATA_DIR = Path(os.environ.get("CHATGW_DATA_DIR", "var"))
+from workers.rqwire import RQJobFormat
 
 
 def _settings() -> Settings:
@@ -30,7 +29,7 @@ def _settings() -> Settings:
 
 
 def _redis_url(settings: Settings) -> str:
-    from gateway.redis_server import EmbeddedRedisError, resolve_redis_url
+    from gateway.cli.redis_server import EmbeddedRedisError, resolve_redis_url
 
     try:
         return resolve_redis_url(settings)
@@ -40,7 +39,7 @@ def _redis_url(settings: Settings) -> str:
 
 
 def _store(url: str) -> Store:
-    return Store(sync_client(url))
+    return Store(sync_client(url), RQJobFormat())
 
 
 def _configure_logs(settings: Settings) -> None:
@@ -74,7 +73,7 @@ def cmd_web(args: argparse.Namespace) -> int:
     settings = _settings()
     _configure_logs(settings)
     url = _redis_url(settings)
-    config = server_config(create_app(settings, url), args.host, args.port)
+    config = server_config(create_app(settings, url), args.host or settings.app.host, args.port or settings.app.port)
     try:
         uvicorn.Server(config).run()
     except KeyboardInterrupt:
@@ -95,7 +94,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     gc.collect()
     gc.freeze()
     try:
-        run(ctx.rq_redis, concurrency=args.concurrency, burst=args.burst, with_scheduler=not args.no_scheduler)
+        concurrency = args.concurrency or settings.app.worker_concurrency
+        run(ctx.rq_redis, concurrency=concurrency, burst=args.burst, with_scheduler=not args.no_scheduler)
     finally:
         ctx.close()
     return 0
@@ -145,7 +145,7 @@ def cmd_tokens(args: argparse.Namespace) -> int:
 
 
 def cmd_agents(args: argparse.Namespace) -> int:
-    from gateway.agent_files import AgentFileError, apply_file
+    from gateway.cli.agent_files import AgentFileError, apply_file
 
     settings = _settings()
     store = _store(_redis_url(settings))
@@ -164,9 +164,9 @@ def cmd_agents(args: argparse.Namespace) -> int:
     return 0
 
 
-def demo_tokens(store: Store) -> dict[str, str]:
+def demo_tokens(store: Store, data_dir: Path) -> dict[str, str]:
     """Admin and operator tokens for the demo, kept in var/ so every `up` can show them."""
-    path = DATA_DIR / "demo-tokens.json"
+    path = data_dir / "demo-tokens.json"
     saved: dict[str, str] = {}
     if path.exists():
         saved = json.loads(path.read_text())
@@ -199,34 +199,34 @@ def _wait_http(url: str, timeout_s: float, procs: list[subprocess.Popen[bytes]])
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from gateway.redis_server import EmbeddedRedisError, ensure_shared
+    from gateway.cli.redis_server import EmbeddedRedisError, ensure_shared
 
     settings = _settings()
+    data_dir = Path(settings.app.data_dir)
+    port = args.port or settings.app.port
     owned = None
     if settings.redis.url:
         url = settings.redis.url
         redis_label = f"REDIS_URL ({url.split('@')[-1]})"
     else:
         try:
-            url, owned = ensure_shared(DATA_DIR / "redis")
+            url, owned = ensure_shared(data_dir / "redis")
         except EmbeddedRedisError as exc:
             print(f"chatgw: {exc}", file=sys.stderr)
             return 2
-        redis_label = f"embedded, {url} (data in {DATA_DIR / 'redis'}, appendonly)"
+        redis_label = f"embedded, {url} (data in {data_dir / 'redis'}, appendonly)"
     store = _store(url)
-    from gateway.demo import ensure_demo
+    from gateway.cli.demo import ensure_demo
 
     agent_id = ensure_demo(store)
-    toks = demo_tokens(store)
+    toks = demo_tokens(store, data_dir)
     env = {**os.environ, "REDIS_URL": url}
-    env.setdefault("PUBLIC_BASE_URL", f"http://{args.host}:{args.port}")
+    env.setdefault("PUBLIC_BASE_URL", f"http://{args.host}:{port}")
     base = [sys.executable, "-m", "gateway.cli"]
     # Children get sessions of their own so Ctrl-C reaches only this process, which then
     # stops each child exactly once (a second signal means "exit now" to a worker).
     procs = [
-        subprocess.Popen(
-            [*base, "web", "--host", args.host, "--port", str(args.port)], env=env, start_new_session=True
-        ),
+        subprocess.Popen([*base, "web", "--host", args.host, "--port", str(port)], env=env, start_new_session=True),
         subprocess.Popen([*base, "worker", "--concurrency", str(args.concurrency)], env=env, start_new_session=True),
     ]
     stopping = {"now": False}
@@ -236,7 +236,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
-    base_url = f"http://{args.host}:{args.port}"
+    base_url = f"http://{args.host}:{port}"
     try:
         if not _wait_http(base_url + "/healthz", 30, procs):
             print("chatgw: the web process did not start; see the log above", file=sys.stderr)
@@ -281,12 +281,12 @@ def cmd_up(args: argparse.Namespace) -> int:
                 p.kill()
         if owned is not None:
             owned.stop()
-            (DATA_DIR / "redis" / "redis.url").unlink(missing_ok=True)
+            (data_dir / "redis" / "redis.url").unlink(missing_ok=True)
     return 0
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from gateway.chat_cli import run_chat
+    from gateway.cli.chat import run_chat
 
     settings = _settings()
     return run_chat(settings, _redis_url(settings), args)
@@ -298,17 +298,17 @@ def parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="embedded Redis + web + worker + demo agent, for a laptop or a demo")
     up.add_argument("--host", default="127.0.0.1")
-    up.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    up.add_argument("--port", type=int, default=None, help="default: PORT, else 8000")
     up.add_argument("--concurrency", type=int, default=4)
     up.set_defaults(func=cmd_up)
 
     web = sub.add_parser("web", help="the HTTP process (uvicorn)")
-    web.add_argument("--host", default=os.environ.get("HOST", "0.0.0.0"))
-    web.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    web.add_argument("--host", default=None, help="default: HOST, else 0.0.0.0")
+    web.add_argument("--port", type=int, default=None, help="default: PORT, else 8000")
     web.set_defaults(func=cmd_web)
 
     worker = sub.add_parser("worker", help="the RQ worker process (all queues, with the scheduler)")
-    worker.add_argument("--concurrency", type=int, default=int(os.environ.get("WORKER_CONCURRENCY", "4")))
+    worker.add_argument("--concurrency", type=int, default=None, help="default: WORKER_CONCURRENCY, else 4")
     worker.add_argument("--burst", action="store_true", help="exit when the queues are empty")
     worker.add_argument("--no-scheduler", action="store_true", help="leave periodic sweeps to `chatgw cron`")
     worker.set_defaults(func=cmd_worker)

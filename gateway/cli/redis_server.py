@@ -8,7 +8,6 @@ sessions, messages and queued jobs.
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 import signal
 import socket
@@ -18,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+
+from agent_core.settings import AppSettings, Settings
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -136,7 +137,7 @@ class EmbeddedRedis:
 
 
 def default_data_dir() -> Path:
-    return Path(os.environ.get("CHATGW_DATA_DIR", "var")) / "redis"
+    return Path(AppSettings().data_dir) / "redis"
 
 
 def _alive(url: str) -> bool:
@@ -172,9 +173,8 @@ def ensure_shared(data_dir: Path | None = None) -> tuple[str, EmbeddedRedis | No
         return server.url, server
 
 
-def resolve_redis_url(settings: object) -> str:
+def resolve_redis_url(settings: Settings) -> str:
     """REDIS_URL when set, else the shared embedded server (started on demand)."""
-    url = getattr(getattr(settings, "redis", None), "url", None)
-    if url:
-        return str(url)
-    return ensure_shared()[0]
+    if settings.redis.url:
+        return settings.redis.url
+    return ensure_shared(Path(settings.app.data_dir) / "redis")[0]

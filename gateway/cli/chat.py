@@ -19,12 +19,11 @@ import httpx
 import redis
 from twilio.request_validator import RequestValidator
 
-from agent_core.models import E164
+from agent_core.models import E164, Role
 from agent_core.settings import Settings
-from agent_core.store import Store, agents, keys, messages, sessions
+from agent_core.store import Store, agents, health, messages, notices, outbound, sessions
 from channels.twilio import SIGNATURE_HEADER, webhook_url
 from channels.twilio.forms import inbound_form, new_sid
-from gateway.webhooks.twilio import DEV_TOKEN_KEY
 
 DEV_ACCOUNT_SID = "AC" + "0" * 32
 QUIET_AFTER_EOF_S = 15.0
@@ -43,7 +42,7 @@ class Listener(threading.Thread):
     def __init__(self, client: redis.Redis, store: Store, agent_id: str, customer_id: str, address: str, dev: bool):
         super().__init__(daemon=True)
         self.pubsub = client.pubsub(ignore_subscribe_messages=True)
-        self.pubsub.subscribe(keys.NOTIFY_TURNS, keys.NOTIFY_LIVE)
+        self.pubsub.subscribe(notices.TURNS, notices.LIVE)
         self.store = store
         self.agent_id = agent_id
         self.customer_id = customer_id
@@ -76,9 +75,7 @@ class Listener(threading.Thread):
                 print("  (a human operator has taken over this conversation)", flush=True)
 
     def _print_outbox(self) -> None:
-        from agent_core.delivery import dev_outbox
-
-        for entry in self.store.run(dev_outbox(20)):
+        for entry in self.store.run(outbound.dev_outbox(20)):
             if entry["to"] == self.address and entry["sids"][0] not in getattr(self, "_shown", set()):
                 self.__dict__.setdefault("_shown", set()).add(entry["sids"][0])
                 for part in entry["parts"]:
@@ -93,7 +90,7 @@ class Listener(threading.Thread):
     def _print_message(self, sid: str, seq: int) -> None:
         msg = self.store.run(messages.get(sid, seq))
         if msg is not None:
-            who = "agent" if msg.role.value == "agent" else f"operator {msg.author or ''}".strip()
+            who = "agent" if msg.role is Role.agent else f"operator {msg.author or ''}".strip()
             print(f"{who}> {msg.text}", flush=True)
             self.last_seen = time.monotonic()
 
@@ -115,15 +112,10 @@ def run_chat(settings: Settings, redis_url: str, args: argparse.Namespace) -> in
         return 2
     address = f"whatsapp:{args.from_}" if args.whatsapp else args.from_
     twilio = settings.twilio
-    token = (
-        twilio.auth_token.get_secret_value() if twilio.configured and twilio.auth_token else client.get(DEV_TOKEN_KEY)
-    )
-    if not token:
-        print(
-            "chatgw: the gateway has not started yet (no webhook token in Redis); run `chatgw web` or `chatgw up`",
-            file=sys.stderr,
-        )
-        return 2
+    # Without Twilio credentials the gateway signs with a token kept in Redis (made by
+    # whichever of the two asks first).
+    configured = twilio.configured and twilio.auth_token is not None
+    token = twilio.auth_token.get_secret_value() if configured else store.run(health.dev_twilio_token())
     signed_url = webhook_url(settings.app.public_base_url, "/twilio/messages")
     post_url = (args.url.rstrip("/") + "/twilio/messages") if args.url else signed_url
     validator = RequestValidator(token)
