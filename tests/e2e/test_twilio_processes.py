@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from channels.twilio.forms import status_form
 from tests import procs
 from tests.channels.twilio.wire import ACCOUNT_SID, AUTH_TOKEN, message_resource, sid, sms_form
 from tests.fakes import free_port
@@ -109,13 +110,9 @@ def test_sms_round_trip_through_real_processes(tmp_path: Path, redis_url: str) -
                 public + f"/v1/chat/session/{session['id']}/messages", headers=h
             ).json()["data"]["items"]
             msid = msgs[-1]["channel_message_id"]
-            callback = {
-                "MessageSid": msid,
-                "MessageStatus": "delivered",
-                "AccountSid": ACCOUNT_SID,
-                "To": sent["To"],
-                "From": sent["From"],
-            }
+            callback = status_form(
+                message_sid=msid, account_sid=ACCOUNT_SID, status="delivered", from_=sent["From"], to=sent["To"]
+            )
             cb = httpx.post(
                 sent["StatusCallback"],
                 data=callback,

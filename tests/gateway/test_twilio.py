@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 from agent_core.models import Role
 from agent_core.settings import TwilioSettings
 from agent_core.store import Change, sessions
+from channels.twilio.forms import status_form
 from tests.channels.twilio.wire import ACCOUNT_SID, AUTH_TOKEN, MESSAGES_PATH, created, sid, sms_form, whatsapp_form
 from tests.conftest import LLM_BASE, PUBLIC_URL, drain
 from tests.fakes import FakeLLM, completion
@@ -432,18 +433,16 @@ def test_status_callbacks_out_of_order_end_delivered(
     reply = thread(client, admin, s["id"])[-1]
     msid = reply["channel_message_id"]
 
-    def status(value: str, **extra: str) -> int:
-        form = {
-            "MessageSid": msid,
-            "SmsSid": msid,
-            "MessageStatus": value,
-            "SmsStatus": value,
-            "AccountSid": ACCOUNT_SID,
-            "To": CUSTOMER,
-            "From": AGENT_NUMBER,
-            "ApiVersion": "2010-04-01",
-            **extra,
-        }
+    def status(value: str, error_code: int | None = None, error_message: str | None = None) -> int:
+        form = status_form(
+            message_sid=msid,
+            account_sid=ACCOUNT_SID,
+            status=value,
+            from_=AGENT_NUMBER,
+            to=CUSTOMER,
+            error_code=error_code,
+            error_message=error_message,
+        )
         return post_webhook(client, "/twilio/messages/status", form).status_code
 
     assert status("delivered") == 200
@@ -451,7 +450,7 @@ def test_status_callbacks_out_of_order_end_delivered(
     assert status("delivered") == 200
     reply = thread(client, admin, s["id"])[-1]
     assert reply["delivery"]["status"] == "delivered"
-    assert status("failed", ErrorCode="30003", ErrorMessage="Unreachable destination handset") == 200
+    assert status("failed", 30003, "Unreachable destination handset") == 200
     assert thread(client, admin, s["id"])[-1]["delivery"]["status"] == "delivered"
     bad = post_webhook(client, "/twilio/messages/status", {"MessageSid": msid, "MessageStatus": "sent"}, token="0" * 32)
     assert bad.status_code == 403
@@ -464,15 +463,15 @@ def test_failed_status_surfaces_on_the_session(
     drain(ctx)
     s = only_session(client, admin)
     msid = thread(client, admin, s["id"])[-1]["channel_message_id"]
-    form = {
-        "MessageSid": msid,
-        "MessageStatus": "undelivered",
-        "AccountSid": ACCOUNT_SID,
-        "ErrorCode": "30005",
-        "ErrorMessage": "Unknown destination handset",
-        "To": CUSTOMER,
-        "From": AGENT_NUMBER,
-    }
+    form = status_form(
+        message_sid=msid,
+        account_sid=ACCOUNT_SID,
+        status="undelivered",
+        from_=AGENT_NUMBER,
+        to=CUSTOMER,
+        error_code=30005,
+        error_message="Unknown destination handset",
+    )
     assert post_webhook(client, "/twilio/messages/status", form).status_code == 200
     s = only_session(client, admin)
     assert s["delivery_error"]["code"] == 30005

@@ -8,6 +8,7 @@ from channels.models import DeliveryStatus, Keyword, Media, is_newer
 from channels.twilio import (
     InvalidTwilioRequest,
     classify_keyword,
+    forms,
     parse_form,
     parse_inbound,
     parse_status,
@@ -224,17 +225,9 @@ def test_parse_form_rejects_a_body_with_thousands_of_fields() -> None:
 
 
 def status_form(**overrides: str) -> dict[str, str]:
-    message_sid = sid()
-    form = {
-        "SmsSid": message_sid,
-        "SmsStatus": "delivered",
-        "MessageStatus": "delivered",
-        "To": "+15557654321",
-        "MessageSid": message_sid,
-        "AccountSid": ACCOUNT_SID,
-        "From": "+15550001111",
-        "ApiVersion": "2010-04-01",
-    }
+    form = forms.status_form(
+        message_sid=sid(), account_sid=ACCOUNT_SID, status="delivered", from_="+15550001111", to="+15557654321"
+    )
     form.update(overrides)
     return form
 
