@@ -110,8 +110,8 @@ class Deliverer:
             self.store.run(tasks.done(work))
             return DeliveryOutcome.dropped
         message = _outbound(session, msg, self.config)
-        sender = self.senders[session.channel]
-        self._reserve(session, sender.parts(message) - len(message.sent_parts))
+        sender = self.senders[message.channel]
+        self._reserve(message, sender.parts(message) - len(message.sent_parts))
         if not self.store.run(outbound.lock_send(message_id, int((self.config.max_wait_s + 60) * 1000))):
             return DeliveryOutcome.busy
         try:
@@ -119,11 +119,10 @@ class Deliverer:
         finally:
             self.store.run(outbound.unlock_send(message_id))
 
-    def _reserve(self, session: Session, parts: int) -> None:
+    def _reserve(self, message: OutboundMessage, parts: int) -> None:
         cfg = self.config
-        reserved, wait_ms = self.store.run(
-            outbound.reserve(_sender_of(session), cfg.messages_per_second, parts, cfg.max_wait_s)
-        )
+        sender = message.from_ or message.messaging_service_sid or "default"
+        reserved, wait_ms = self.store.run(outbound.reserve(sender, cfg.messages_per_second, parts, cfg.max_wait_s))
         if not reserved:
             raise Throttled(wait_ms / 1000)
         if wait_ms > 0:
@@ -195,28 +194,37 @@ def _settled(session: Session | None, msg: Message | None) -> DeliveryOutcome | 
     return None
 
 
+def _channel_of(session: Session, msg: Message) -> Channel:
+    # Messages written before each recorded its channel go where the session is.
+    return msg.channel or session.channel
+
+
 def _drop_reason(session: Session, msg: Message) -> str | None:
-    """What the channel must not carry now: anything to an opted-out customer, an AI reply
-    outside the channel's window (an operator's text was refused when it was written)."""
-    if session.opted_out:
+    """What the message's channel must not carry now: anything to a customer opted out there,
+    an AI reply outside the channel's window (an operator's text was refused when written)."""
+    channel = _channel_of(session, msg)
+    if session.use_of(channel).opted_out:
         return "the customer opted out (STOP)"
-    if msg.role is Role.agent and session.outside_window():
-        return session.window_refusal()
+    if msg.role is Role.agent and session.outside_window(channel):
+        return session.window_refusal(channel)
     return None
-
-
-def _sender_of(session: Session) -> str:
-    return session.agent_address or session.messaging_service_sid or "default"
 
 
 def _outbound(session: Session, msg: Message, config: DeliveryConfig) -> OutboundMessage:
     meta = msg.meta
+    route = msg.route or {
+        "to": session.customer_address or session.customer_id,
+        "from": session.agent_address or "",
+        "messaging_service_sid": session.messaging_service_sid or "",
+    }
+    # A number it came to is answered from; a Messaging Service only when there is none.
+    service = None if route["from"] else route["messaging_service_sid"] or None
     return OutboundMessage.model_validate(
         {
-            "channel": session.channel,
-            "to": session.customer_address or session.customer_id,
-            "from": session.agent_address,
-            "messaging_service_sid": session.messaging_service_sid if not session.agent_address else None,
+            "channel": _channel_of(session, msg),
+            "to": route["to"],
+            "from": route["from"] or None,
+            "messaging_service_sid": service,
             "text": "" if meta.get("content_sid") else msg.text,
             "media_urls": [m.url for m in msg.media],
             "content_sid": meta.get("content_sid"),
@@ -256,7 +264,7 @@ def give_up(session_id: str, message_id: str, reason: str) -> Op[None]:
     msg = yield from messages.find(session_id, session.seq, message_id)
     if msg is not None:
         yield from messages.update(session_id, msg.seq, _record(status=DeliveryStatus.failed, error_message=reason))
-        yield from _session_error(session_id, message_id, None, reason, opted_out=False)
+        yield from _session_error(session_id, message_id, None, reason)
     yield from tasks.done(Work.deliver(session_id, message_id))
 
 
@@ -267,17 +275,27 @@ def _fail(session: Session, msg: Message, exc: PermanentDeliveryError) -> Op[Non
         msg.seq,
         _record(status=DeliveryStatus.failed, error_code=exc.code, error_message=reason, sent_parts=exc.sent_parts),
     )
-    yield from _session_error(session.id, msg.id, exc.code, reason, opted_out=exc.opted_out)
+    opted_out = _channel_of(session, msg) if exc.opted_out else None
+    yield from _session_error(session.id, msg.id, exc.code, reason, opted_out_on=opted_out)
 
 
-def _session_error(session_id: str, message_id: str, code: int | None, reason: str, *, opted_out: bool) -> Op[None]:
-    changes: dict[str, Any] = {
-        "delivery_error": {"code": code, "message": reason, "message_id": message_id, "at": now_iso()}
-    }
-    if opted_out:
-        # The provider refuses to send to a customer who unsubscribed; the session must show why.
-        changes["opted_out"] = True
-    yield from sessions.commit(session_id, Change(set=changes))
+def _session_error(
+    session_id: str, message_id: str, code: int | None, reason: str, *, opted_out_on: Channel | None = None
+) -> Op[None]:
+    """Record a delivery failure on the session; the provider refusing a customer who
+    unsubscribed on a channel opts them out there (the session must show why)."""
+
+    def plan(session: Session) -> Change:
+        changes: dict[str, Any] = {
+            "delivery_error": {"code": code, "message": reason, "message_id": message_id, "at": now_iso()}
+        }
+        if opted_out_on is not None:
+            changes[f"opted_out:{opted_out_on.value}"] = True
+            if opted_out_on is session.channel:
+                changes["opted_out"] = True
+        return Change(set=changes)
+
+    yield from sessions.update(session_id, plan)
 
 
 class StatusOutcome(StrEnum):
@@ -303,7 +321,8 @@ def apply_status(update: StatusUpdate) -> Op[StatusOutcome]:
         return StatusOutcome.unknown
     if update.status.failure:
         reason = update.error_message or f"the provider reported {update.status.value}"
-        yield from _session_error(sid, updated.id, update.error_code, reason, opted_out=update.opted_out)
+        opted_out = (updated.channel or update.channel) if update.opted_out else None
+        yield from _session_error(sid, updated.id, update.error_code, reason, opted_out_on=opted_out)
     return StatusOutcome.applied
 
 

@@ -50,6 +50,7 @@ def receive(msg: CustomerMessage) -> Op[IngestResult]:
         created_at=now_iso(),
         media=[m.model_dump() for m in msg.media],
         channel_message_id=msg.channel_message_id,
+        channel=msg.channel.value,
         kind=msg.kind,
         meta=dict(msg.meta),
     )

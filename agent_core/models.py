@@ -22,6 +22,11 @@ from channels.models import Keyword
 from channels.models import Media as Media
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+# A channel address: an E.164 number, optionally prefixed with 'whatsapp:'.
+ADDRESS_PATTERN = "^(?:whatsapp:)?" + E164.pattern.removeprefix("^")
+# What `_check_http_url` accepts, as the OpenAPI document states it: http(s), then a host (ASCII,
+# no brackets), then a path, query or fragment. The validator keeps its own message.
+HTTP_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~%!$&'()*+,;=:@-]+(?:[/?#]|$)"
 
 
 def utcnow() -> datetime:
@@ -136,6 +141,8 @@ class PromptState(Strict):
 
 
 class MultiPrompt(Strict):
+    """`initial_state` and every transition's `to` name one of `states`; state names are unique."""
+
     type: Literal["multi"]
     initial_state: str
     states: list[PromptState] = Field(min_length=1)
@@ -169,7 +176,7 @@ class LLMConfig(Strict):
 
 
 class KnowledgeConfig(Strict):
-    document_ids: list[str] = Field(default_factory=list)
+    document_ids: list[str] = Field(default_factory=list, description="Ids of stored documents (others are a 422)")
     relevance_threshold: float = Field(default=0.3, ge=0, le=1)
     top_k: int = Field(default=3, ge=1, le=20)
 
@@ -198,7 +205,11 @@ def _check_address(value: str) -> str:
 
 
 class ChannelsConfig(Strict):
-    numbers: list[str] = Field(default_factory=list)
+    """Each number and messaging service routes to one agent: one another agent uses is a 422."""
+
+    numbers: list[Annotated[str, Field(json_schema_extra={"pattern": ADDRESS_PATTERN})]] = Field(
+        default_factory=list, json_schema_extra={"uniqueItems": True}
+    )
     messaging_service_sid: str | None = Field(default=None, pattern=r"^MG[0-9a-fA-F]{32}$")
 
     @field_validator("numbers")
@@ -220,14 +231,25 @@ def _check_http_url(value: str | None) -> str | None:
     return value
 
 
+def _escalation_rule(schema: dict[str, Any]) -> None:
+    # EscalationConfig._needs_from: enabled needs a from_number or a webhook_url.
+    schema["anyOf"] = [
+        {"properties": {"enabled": {"const": False}}},
+        {"required": ["from_number"], "properties": {"from_number": {"type": "string"}}},
+        {"required": ["webhook_url"], "properties": {"webhook_url": {"type": "string"}}},
+    ]
+
+
 class EscalationConfig(Strict):
+    model_config = ConfigDict(json_schema_extra=_escalation_rule)
+
     enabled: bool = False
-    from_number: str | None = None
+    from_number: str | None = Field(default=None, json_schema_extra={"pattern": E164.pattern})
     voice_prompt: str = Field(default="You are on a phone call. Speak in short, natural sentences.", max_length=20_000)
     voice: str = Field(default="Polly.Joanna", max_length=100)
     language: str = Field(default="en-US", max_length=20)
     max_call_s: int = Field(default=600, ge=30, le=14_400)
-    webhook_url: str | None = None
+    webhook_url: str | None = Field(default=None, json_schema_extra={"pattern": HTTP_URL_PATTERN})
 
     @field_validator("webhook_url")
     @classmethod
@@ -250,11 +272,24 @@ class EscalationConfig(Strict):
         return self
 
 
+BUILTIN_TOOL_NAMES = frozenset(
+    {"request_human", "request_call", "search_knowledge", "transition", "set_field", "end_session"}
+)
+
+
 class ToolConfig(Strict):
-    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    name: str = Field(
+        pattern=r"^[a-zA-Z0-9_-]{1,64}$",
+        description="Unique among the agent's tools; the built-in tools' names are reserved",
+        json_schema_extra={"not": {"enum": sorted(BUILTIN_TOOL_NAMES)}},
+    )
     description: str = Field(default="", max_length=2_000)
-    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
-    url: str
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="A JSON Schema (draft 2020-12) of the arguments; its top-level type, if given, is object",
+        json_schema_extra={"properties": {"type": {"const": "object"}}},
+    )
+    url: str = Field(json_schema_extra={"pattern": HTTP_URL_PATTERN})
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     headers: dict[str, str] = Field(default_factory=dict)
     timeout_s: float = Field(default=10.0, gt=0, le=60)
@@ -290,9 +325,11 @@ EVENT_TYPES = (
 
 
 class WebhookConfig(Strict):
-    url: str
+    url: str = Field(json_schema_extra={"pattern": HTTP_URL_PATTERN})
     secret: str = Field(min_length=8, max_length=500)
-    events: list[str] = Field(default_factory=lambda: list(EVENT_TYPES))
+    events: list[Annotated[str, Field(json_schema_extra={"enum": list(EVENT_TYPES)})]] = Field(
+        default_factory=lambda: list(EVENT_TYPES)
+    )
 
     @field_validator("url")
     @classmethod
@@ -306,11 +343,6 @@ class WebhookConfig(Strict):
         if unknown:
             raise ValueError(f"unknown event(s) {unknown}; known: {list(EVENT_TYPES)}")
         return value
-
-
-BUILTIN_TOOL_NAMES = frozenset(
-    {"request_human", "request_call", "search_knowledge", "transition", "set_field", "end_session"}
-)
 
 
 class AgentSpec(Strict):
@@ -329,7 +361,7 @@ class AgentSpec(Strict):
     lifecycle: Lifecycle = Field(default_factory=Lifecycle)
     channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
-    tools: list[ToolConfig] = Field(default_factory=list, max_length=32)
+    tools: list[ToolConfig] = Field(default_factory=list, max_length=32, description="Tool names are unique")
     webhook: WebhookConfig | None = None
     debounce_ms: int | None = Field(default=None, ge=0, le=30_000)
 
@@ -369,8 +401,19 @@ class SessionMetadata(BaseModel):
     context: list[str] = Field(default_factory=list)
 
 
+class ChannelUse(BaseModel):
+    """What a session knows of one channel the customer used: their opt-out there and when
+    they last wrote on it (the WhatsApp window runs from that)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    opted_out: bool = False
+    last_customer_message_at: str | None = None
+
+
 class Session(BaseModel):
-    """The OSVI session object plus our fields (SPEC §3)."""
+    """The OSVI session object plus our fields (SPEC §3). `channel`, `customer_address` and
+    `opted_out` are those of the channel the customer used last."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -404,24 +447,33 @@ class Session(BaseModel):
     seq: int = Field(default=0, exclude=True)
     last_cust_seq: int = Field(default=0, exclude=True)
     answered_seq: int = Field(default=0, exclude=True)
+    channel_use: dict[Channel, ChannelUse] = Field(default_factory=dict, exclude=True)
 
     @property
     def unanswered(self) -> bool:
         return self.last_cust_seq > self.answered_seq
 
-    def outside_window(self, now_s: float | None = None) -> bool:
-        """Whether free text may no longer go to the customer on this channel (WhatsApp's
-        24-hour customer service window since their last message; templates still may)."""
-        window = self.channel.capabilities.session_window_s
+    def use_of(self, channel: Channel) -> ChannelUse:
+        if channel is self.channel:
+            return ChannelUse(opted_out=self.opted_out, last_customer_message_at=self.last_customer_message_at)
+        return self.channel_use.get(channel) or ChannelUse()
+
+    def outside_window(self, channel: Channel | None = None, now_s: float | None = None) -> bool:
+        """Whether free text may no longer go to the customer on `channel` (default: the one
+        in use): WhatsApp's 24-hour customer service window since their last message there
+        (templates still may)."""
+        on = channel or self.channel
+        window = on.capabilities.session_window_s
         if window is None:
             return False
-        if not self.last_customer_message_at:
+        last = self.use_of(on).last_customer_message_at
+        if not last:
             return True
         now = now_s if now_s is not None else time.time()
-        return now - ms_from_iso(self.last_customer_message_at) / 1000 > window
+        return now - ms_from_iso(last) / 1000 > window
 
-    def window_refusal(self) -> str:
-        caps = self.channel.capabilities
+    def window_refusal(self, channel: Channel | None = None) -> str:
+        caps = (channel or self.channel).capabilities
         return f"outside the {caps.label} {(caps.session_window_s or 0) // 3600}-hour window"
 
 
@@ -437,6 +489,21 @@ class Delivery(BaseModel):
 def pending_delivery(at: str) -> dict[str, str]:
     """The `delivery` of an outbound message stored to be delivered (SPEC §3)."""
     return {"status": DeliveryStatus.pending.value, "updated_at": at}
+
+
+def outbound_fields(session: Session, at: str) -> dict[str, Any]:
+    """What a message to the customer records when it is written: the channel in use and,
+    on a delivered channel, the addresses (`route`) and a pending delivery, so it goes out
+    where the customer was even if they move on before it is sent."""
+    out: dict[str, Any] = {"channel": session.channel.value}
+    if session.channel.delivered:
+        out["delivery"] = pending_delivery(at)
+        out["route"] = {
+            "to": session.customer_address or session.customer_id,
+            "from": session.agent_address or "",
+            "messaging_service_sid": session.messaging_service_sid or "",
+        }
+    return out
 
 
 class Message(BaseModel):
@@ -456,6 +523,10 @@ class Message(BaseModel):
     in_reply_to: int | None = None
     private: bool = False
     kind: MessageKind | None = None
+    # The channel it came in on or goes out on (a customer may write on SMS, then WhatsApp).
+    channel: Channel | None = None
+    # Where an outbound message goes (to, from, messaging_service_sid), fixed when written.
+    route: dict[str, str] | None = Field(default=None, exclude=True)
     meta: dict[str, Any] = Field(default_factory=dict)
 
     @property

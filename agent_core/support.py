@@ -22,7 +22,7 @@ from agent_core.models import (
     SessionMode,
     SessionStatus,
     now_iso,
-    pending_delivery,
+    outbound_fields,
 )
 from agent_core.store import Change, CommitResult, Contention, Work, WriteStatus, sessions
 from agent_core.store.runner import Op
@@ -68,11 +68,8 @@ def check_can_send(session: Session) -> None:
 def operator_message(session: Session, operator: str, text: str, at: str) -> tuple[dict[str, Any], list[Work]]:
     """The operator's message and, on a delivered channel, the work that delivers it."""
     extra: dict[str, Any] = {"author": operator, "in_reply_to": session.last_cust_seq or None}
-    if not session.channel.delivered:
-        return sessions.new_message(Role.operator, text, created_at=at, **extra), []
-    extra["delivery"] = pending_delivery(at)
-    msg = sessions.new_message(Role.operator, text, created_at=at, **extra)
-    return msg, [Work.deliver(session.id, msg["id"])]
+    msg = sessions.new_message(Role.operator, text, created_at=at, **extra, **outbound_fields(session, at))
+    return msg, [Work.deliver(session.id, msg["id"])] if session.channel.delivered else []
 
 
 @dataclass(frozen=True)
@@ -259,7 +256,7 @@ def send_template(
             f"[template {content_sid}]",
             created_at=at,
             author=operator,
-            delivery=pending_delivery(at),
+            **outbound_fields(session, at),
             meta={"content_sid": content_sid, "content_variables": content_variables or {}},
         )
         sent[:] = [msg]

@@ -33,7 +33,7 @@ from agent_core.models import (
     SessionStatus,
     ms_from_iso,
     now_iso,
-    pending_delivery,
+    outbound_fields,
 )
 from agent_core.prompts import PromptInputs, build_messages
 from agent_core.store import Change, Op, Store, Work, agents, messages, notices, sessions
@@ -311,9 +311,7 @@ def _run_tool(registry: Mapping[str, BuiltinTool], ctx: ToolContext, call: ToolC
 
 
 def _reply_message(session: Session, generated: Generated, at: str) -> dict[str, Any]:
-    extra: dict[str, Any] = {"in_reply_to": session.last_cust_seq}
-    if session.channel.delivered:
-        extra["delivery"] = pending_delivery(at)
+    extra: dict[str, Any] = {"in_reply_to": session.last_cust_seq, **outbound_fields(session, at)}
     if generated.error:
         extra["meta"] = {"llm_error": generated.error[:500]}
     return sessions.new_message(Role.agent, generated.text, created_at=at, **extra)

@@ -16,6 +16,7 @@ from typing import Any
 
 from agent_core.models import (
     Channel,
+    ChannelUse,
     Message,
     MessageKind,
     Role,
@@ -98,6 +99,14 @@ def parse_session(h: Mapping[str, str]) -> Session | None:
         seq=int(h.get("seq") or 0),
         last_cust_seq=int(h.get("last_cust_seq") or 0),
         answered_seq=int(h.get("answered_seq") or 0),
+        channel_use={
+            c: ChannelUse(
+                opted_out=h.get(f"opted_out:{c.value}") == "1",
+                last_customer_message_at=h.get(f"last_customer_at:{c.value}") or None,
+            )
+            for c in Channel
+            if f"last_customer_at:{c.value}" in h or f"opted_out:{c.value}" in h
+        },
     )
 
 
@@ -373,9 +382,9 @@ class CommitResult:
         return self.status is WriteStatus.ok
 
 
-def commit(sid: str, change: Change, *, expect_version: int = -1, at_ms: int | None = None) -> Op[CommitResult]:
+def commit(sid: str, change: Change, *, expect_version: int = -1) -> Op[CommitResult]:
     """Apply `change` atomically; `conflict` if the session moved past `expect_version`."""
-    ms = at_ms if at_ms is not None else now_ms()
+    ms = now_ms()
     params = {
         "sid": sid,
         "now_ms": ms,

@@ -513,3 +513,78 @@ def test_signature_checks_can_be_disabled_explicitly_in_development(
     with TestClient(create_app(off, redis_url)) as c:
         assert c.post("/twilio/messages", data=sms_form(Body="unsigned")).status_code == 200
     assert r_(redis_url).keys("gw:s:*") != []
+
+
+def messages_of(client: TestClient, admin: dict[str, str], sid: str) -> list[dict[str, Any]]:
+    return thread(client, admin, sid, private=False)
+
+
+def test_a_customer_who_moves_from_sms_to_whatsapp_is_answered_on_whatsapp(
+    client: TestClient, admin: dict[str, str], agent: dict[str, Any], twilio: FakeTwilioREST, ctx: Any
+) -> None:
+    post_webhook(client, "/twilio/messages", sms_form(Body="Hi by SMS"))
+    drain(ctx)
+    assert (twilio.requests[-1]["To"], twilio.requests[-1]["From"]) == (CUSTOMER, AGENT_NUMBER)
+    post_webhook(client, "/twilio/messages", whatsapp_form(Body="Now on WhatsApp"))
+    drain(ctx)
+    assert len(twilio.requests) == 2
+    reply = twilio.requests[-1]
+    assert (reply["To"], reply["From"]) == (f"whatsapp:{CUSTOMER}", f"whatsapp:{AGENT_NUMBER}")
+    assert reply["Body"] == "echo: Now on WhatsApp"
+    # One session that shows the channel now in use; each message says its own channel.
+    s = only_session(client, admin)
+    assert (s["channel"], s["customer_id"], s["customer_address"]) == ("whatsapp", CUSTOMER, f"whatsapp:{CUSTOMER}")
+    thread_ = messages_of(client, admin, s["id"])
+    assert [(m["role"], m["channel"]) for m in thread_] == [
+        ("customer", "sms"),
+        ("agent", "sms"),
+        ("customer", "whatsapp"),
+        ("agent", "whatsapp"),
+    ]
+    # The listing filter is exact: the session is listed under the channel it is on now.
+    by = {
+        c: client.get(f"/v1/chat/sessions?channel={c}", headers=admin).json()["data"]["items"]
+        for c in ("sms", "whatsapp")
+    }
+    assert [x["id"] for x in by["whatsapp"]] == [s["id"]] and by["sms"] == []
+
+
+def test_an_operator_reaches_the_customer_on_the_channel_they_used_last(
+    client: TestClient,
+    admin: dict[str, str],
+    operator: dict[str, str],
+    agent: dict[str, Any],
+    twilio: FakeTwilioREST,
+    ctx: Any,
+) -> None:
+    post_webhook(client, "/twilio/messages", whatsapp_form(Body="Hello on WhatsApp"))
+    drain(ctx)
+    post_webhook(client, "/twilio/messages", sms_form(Body="Back on SMS"))
+    drain(ctx)
+    sid = only_session(client, admin)["id"]
+    r = client.post(f"/v1/chat/session/{sid}/support", json={"command": "tell", "message": "On it"}, headers=operator)
+    assert r.status_code == 200, r.text
+    drain(ctx)
+    told = twilio.requests[-1]
+    assert (told["To"], told["From"], told["Body"]) == (CUSTOMER, AGENT_NUMBER, "On it")
+
+
+def test_an_opt_out_holds_on_its_own_channel_only(
+    client: TestClient, admin: dict[str, str], agent: dict[str, Any], twilio: FakeTwilioREST, llm: FakeLLM, ctx: Any
+) -> None:
+    post_webhook(client, "/twilio/messages", sms_form(Body="STOP"))
+    drain(ctx)
+    assert only_session(client, admin)["opted_out"] is True
+    # STOP on SMS does not silence WhatsApp...
+    post_webhook(client, "/twilio/messages", whatsapp_form(Body="Hi on WhatsApp"))
+    drain(ctx)
+    s = only_session(client, admin)
+    assert s["opted_out"] is False and s["channel"] == "whatsapp"
+    assert [r["To"] for r in twilio.requests] == [f"whatsapp:{CUSTOMER}"]
+    # ...and SMS stays silenced: a message there is stored, not answered, and nothing is sent.
+    post_webhook(client, "/twilio/messages", sms_form(Body="Still there by SMS?"))
+    drain(ctx)
+    s = only_session(client, admin)
+    assert s["opted_out"] is True and s["channel"] == "sms"
+    assert len(twilio.requests) == 1
+    assert [m["text"] for m in messages_of(client, admin, s["id"])][-1] == "Still there by SMS?"

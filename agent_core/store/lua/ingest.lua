@@ -40,33 +40,43 @@ if not sid then
 end
 
 local seq = msg_append(sid, agent_id, ARGV[2], a.now_iso)
-local changes = {'last_activity_at', a.now_iso, 'activity_ms', now_ms}
--- While opted out, messages are kept for operators but the AI does not answer them.
-local counts = a.kind == 'message' and redis.call('HGET', P .. 's:' .. sid, 'opted_out') ~= '1'
-if counts then
-  -- Carrier keywords (STOP, START, HELP) are stored for the record but never answered by
-  -- the AI: Twilio's Advanced Opt-Out replies to them.
-  for _, kv in ipairs({{'last_cust_seq', seq}, {'last_customer_message_at', a.now_iso}}) do
-    changes[#changes + 1] = kv[1]
-    changes[#changes + 1] = kv[2]
-  end
-else
-  changes[#changes + 1] = 'last_customer_message_at'
-  changes[#changes + 1] = a.now_iso
+local key = P .. 's:' .. sid
+local ch = a.new_session.channel
+-- The session follows the customer to the channel of this message (its `channel` is the one
+-- in use, so replies and operators reach them there); opt-outs and the last message time
+-- are kept per channel (a STOP on SMS does not silence WhatsApp, and the reverse).
+local cur = redis.call('HMGET', key, 'channel', 'opted_out', 'opted_out:' .. ch)
+local opted = cur[3]
+if not opted then
+  -- A session from before per-channel state: its opt-out was the one of its only channel.
+  if cur[1] == ch then opted = cur[2] or '0' else opted = '0' end
 end
 if a.kind == 'optout' then
-  changes[#changes + 1] = 'opted_out'
-  changes[#changes + 1] = '1'
+  opted = '1'
 elseif a.kind == 'optin' then
-  changes[#changes + 1] = 'opted_out'
-  changes[#changes + 1] = '0'
+  opted = '0'
 end
-if redis.call('HGET', P .. 's:' .. sid, 'status') == 'dormant' then
+local changes = {'last_activity_at', a.now_iso, 'activity_ms', now_ms, 'channel', ch, 'opted_out', opted,
+  'opted_out:' .. ch, opted, 'last_customer_at:' .. ch, a.now_iso, 'last_customer_message_at', a.now_iso}
+if a.new_session.customer_address ~= '' then
+  for _, f in ipairs({'customer_address', 'agent_address', 'messaging_service_sid'}) do
+    changes[#changes + 1] = f
+    changes[#changes + 1] = a.new_session[f]
+  end
+end
+-- While opted out, messages are kept for operators but the AI does not answer them.
+-- Carrier keywords (STOP, START, HELP) are stored for the record but never answered by the
+-- AI: Twilio's Advanced Opt-Out replies to them.
+if a.kind == 'message' and opted ~= '1' then
+  changes[#changes + 1] = 'last_cust_seq'
+  changes[#changes + 1] = seq
+end
+if redis.call('HGET', key, 'status') == 'dormant' then
   changes[#changes + 1] = 'status'
   changes[#changes + 1] = 'active'
 end
 if a.profile_name ~= '' then
-  local raw = redis.call('HGET', P .. 's:' .. sid, 'input_fields')
+  local raw = redis.call('HGET', key, 'input_fields')
   local fields = cjson.decode(raw or '{}')
   if fields.name == nil then
     fields.name = a.profile_name
