@@ -119,6 +119,9 @@ class AppSettings(BaseSettings):
     worker_concurrency: int = Field(default=4, ge=1, le=10_000, validation_alias="WORKER_CONCURRENCY")
     # Where `chatgw up` keeps the embedded Redis and the demo's tokens.
     data_dir: str = Field(default="var", validation_alias="CHATGW_DATA_DIR")
+    # Unset: /metrics is open, for a scraper on a private network. Set it where the web port
+    # is public (a PaaS gives one port): scrapers then send `Authorization: Bearer <token>`.
+    metrics_token: SecretStr | None = Field(default=None, validation_alias="METRICS_TOKEN")
 
     @field_validator("public_base_url")
     @classmethod
@@ -127,6 +130,15 @@ class AppSettings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("PUBLIC_BASE_URL must be an absolute http(s) URL, e.g. https://chat.example.com")
         return value.rstrip("/")
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("METRICS_TOKEN must be at least 16 characters (e.g. openssl rand -hex 16)")
+        return value
 
     @field_validator("log_level")
     @classmethod

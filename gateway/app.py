@@ -29,6 +29,7 @@ from gateway.api import knowledge as knowledge_api
 from gateway.api.routing import Endpoint, build_routes, openapi
 from gateway.auth import TokenCache
 from gateway.errors import EXCEPTION_HANDLERS, PayloadTooLarge, error_response
+from gateway.metrics import HTTPMetrics, WebMetrics
 from gateway.notifier import Notifier
 from gateway.webhooks import twilio as twilio_webhooks
 from workers.rqwire import RQJobFormat
@@ -170,10 +171,13 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
     )
     app.state.settings = settings
     app.state.endpoints = eps
+    app.state.metrics = WebMetrics()
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.app.max_body_bytes,
         overrides={knowledge_api.UPLOAD_PATH: max(settings.app.max_body_bytes, knowledge_api.MAX_REQUEST_BYTES)},
     )
     app.add_middleware(RequestContext)
+    # Outermost, so every response is timed, a 413 refused before routing too.
+    app.add_middleware(HTTPMetrics, metrics=app.state.metrics)
     return app

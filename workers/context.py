@@ -7,15 +7,18 @@ tests); nothing connects at import time.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 import httpx
 import redis
 
 from agent_core import knowledge, lifecycle
-from agent_core.delivery import Deliverer, DeliveryConfig
+from agent_core.delivery import Deliverer, DeliveryConfig, DeliveryOutcome
 from agent_core.llm import LLMProvider, OfflineProvider
+from agent_core.metrics import DELIVERY_SECONDS, LLM_RETRIES, ObservedProvider, ObservedSender, Tally
 from agent_core.models import Agent, Channel, Message, Session, now_iso
 from agent_core.settings import Settings
 from agent_core.store import Store, outbound
@@ -28,6 +31,8 @@ from channels.twilio.dev import DevOutboxSender
 from workers import queues
 from workers.rqwire import RQJobFormat
 
+log = logging.getLogger("workers.context")
+
 
 @dataclass
 class WorkerContext:
@@ -36,8 +41,9 @@ class WorkerContext:
     redis: redis.Redis = field(init=False)
     rq_redis: redis.Redis = field(init=False)
     store: Store = field(init=False)
+    metrics: Tally = field(init=False)
     http: httpx.Client = field(init=False)
-    offline: OfflineProvider = field(init=False)
+    offline: LLMProvider = field(init=False)
     openai: LLMProvider | None = field(init=False, default=None)
     leases: LeaseKeeper = field(init=False)
     turn_deps: TurnDeps = field(init=False)
@@ -50,6 +56,8 @@ class WorkerContext:
         # RQ stores pickled payloads, so it gets a connection that does not decode replies.
         self.rq_redis = sync_client(self.redis_url, decode=False)
         self.store = Store(self.redis, RQJobFormat())
+        # What this process measures, written to Redis after each job (flush_metrics).
+        self.metrics = Tally()
         llm = self.settings.llm
         # One client for the LLM, custom tools and webhooks; enough connections for every
         # worker thread of this process to have a request in flight.
@@ -57,21 +65,25 @@ class WorkerContext:
             timeout=httpx.Timeout(llm.llm_timeout_s, connect=5.0),
             limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
         )
-        self.offline = OfflineProvider()
+        self.offline = ObservedProvider(OfflineProvider(), self.metrics)
         if llm.provider == "openai" and llm.openai_api_key is not None:
             from agent_core.llm.openai import OpenAIProvider
 
-            self.openai = OpenAIProvider(
-                api_key=llm.openai_api_key.get_secret_value(),
-                base_url=llm.openai_base_url,
-                http_client=self.http,
-                timeout_s=llm.llm_timeout_s,
-                max_retries=llm.llm_max_retries,
+            self.openai = ObservedProvider(
+                OpenAIProvider(
+                    api_key=llm.openai_api_key.get_secret_value(),
+                    base_url=llm.openai_base_url,
+                    http_client=self.http,
+                    timeout_s=llm.llm_timeout_s,
+                    max_retries=llm.llm_max_retries,
+                    on_retry=lambda: self.metrics.count(LLM_RETRIES, "openai"),
+                ),
+                self.metrics,
             )
         lease_ms = int(self.settings.app.turn_lease_s * 1000)
         self.leases = LeaseKeeper(self.store, ttl_ms=lease_ms)
         self.twilio_http = httpx.Client(timeout=httpx.Timeout(15.0, connect=5.0))
-        messaging = self._messaging_sender()
+        messaging = ObservedSender(self._messaging_sender(), self.metrics)
         # The channel registry: a new channel's sender plugs in here.
         self.senders = {Channel.sms: messaging, Channel.whatsapp: messaging}
         twilio = self.settings.twilio
@@ -116,9 +128,28 @@ class WorkerContext:
             return self.offline, "offline"
         return self.openai, agent.llm.model or self.settings.llm.llm_model
 
+    def deliver(self, session_id: str, message_id: str, attempt: int = 0) -> DeliveryOutcome:
+        """One delivery attempt, timed (`chatgw_delivery_duration_seconds`)."""
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = self.deliverer.deliver(session_id, message_id, attempt)
+            outcome = result.value.replace(" ", "_")
+            return result
+        finally:
+            self.metrics.observe(DELIVERY_SECONDS, time.perf_counter() - started, outcome)
+
     def deliver_reply(self, session: Session, message: Message) -> None:
         """Deliver a fresh reply from the turn that wrote it (a failure is retried later)."""
-        self.deliverer.deliver(session.id, message.id)
+        self.deliver(session.id, message.id)
+
+    def flush_metrics(self) -> None:
+        """Write what this process measured to Redis (jobs call it when they end). Metrics
+        must not fail a job: while Redis is unreachable they are kept for the next flush."""
+        try:
+            self.metrics.flush(self.store)
+        except redis.RedisError as exc:
+            log.warning("metrics kept for the next flush, Redis refused them: %s", exc)
 
     def close(self) -> None:
         self.leases.stop()

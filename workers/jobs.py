@@ -4,27 +4,52 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import structlog
+from rq import get_current_job
 
 from agent_core import events, knowledge, lifecycle, turns
+from agent_core.metrics import EVENT_SECONDS, TURN_QUEUE_WAIT_SECONDS, TURN_SECONDS
 from agent_core.store import Task, agents, sessions, tasks
 from workers import context, queues
 
 log = logging.getLogger("workers.jobs")
 
 
+def _queue_wait_s() -> float | None:
+    """How long the running job waited in its queue (enqueued → started; clocks of two
+    machines, so never below zero)."""
+    job = get_current_job()
+    if job is None or job.enqueued_at is None or job.started_at is None:
+        return None
+    return max(0.0, (job.started_at - job.enqueued_at).total_seconds())
+
+
 def run_turn(session_id: str) -> str:
     structlog.contextvars.bind_contextvars(session_id=session_id)
+    ctx = context.get()
+    waited = _queue_wait_s()
+    if waited is not None:
+        ctx.metrics.observe(TURN_QUEUE_WAIT_SECONDS, waited)
+    started = time.perf_counter()
+    outcome = "error"
     try:
-        return turns.run_turn(context.get().turn_deps, session_id).value
+        outcome = turns.run_turn(ctx.turn_deps, session_id).value
+        return outcome
     finally:
+        ctx.metrics.observe(TURN_SECONDS, time.perf_counter() - started, outcome)
+        ctx.flush_metrics()
         structlog.contextvars.unbind_contextvars("session_id")
 
 
 def deliver_message(session_id: str, message_id: str, attempt: int = 0) -> str:
     """Deliver one stored outbound message (retries are rescheduled by the Deliverer)."""
-    return context.get().deliverer.deliver(session_id, message_id, attempt).value
+    ctx = context.get()
+    try:
+        return ctx.deliver(session_id, message_id, attempt).value
+    finally:
+        ctx.flush_metrics()
 
 
 def summarize_session(session_id: str) -> str:
@@ -40,9 +65,20 @@ def index_document(document_id: str) -> str:
 def deliver_event(event_json: str) -> str:
     """POST one webhook event (RQ retries with backoff; dead letters stay in FailedJobRegistry)."""
     ctx = context.get()
-    agent_id = json.loads(event_json).get("agent_id", "")
-    agent = ctx.store.run(agents.get(agent_id)) if agent_id else None
-    return events.deliver(ctx.http, agent, event_json)
+    started = time.perf_counter()
+    outcome = "failed"
+    try:
+        agent_id = json.loads(event_json).get("agent_id", "")
+        agent = ctx.store.run(agents.get(agent_id)) if agent_id else None
+        outcome = events.deliver(ctx.http, agent, event_json)
+        return outcome
+    except Exception:
+        job = get_current_job()
+        outcome = "retrying" if job is not None and job.retries_left else "failed"
+        raise
+    finally:
+        ctx.metrics.observe(EVENT_SECONDS, time.perf_counter() - started, outcome)
+        ctx.flush_metrics()
 
 
 def watchdog() -> int:

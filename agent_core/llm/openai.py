@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -16,6 +17,9 @@ from agent_core.llm.base import (
     ToolCall,
 )
 
+# The SDK numbers each attempt of a request in this header: 0 for the first, then 1, 2, …
+RETRY_COUNT_HEADER = "x-stainless-retry-count"
+
 
 class OpenAIProvider:
     name = "openai"
@@ -28,7 +32,15 @@ class OpenAIProvider:
         base_url: str | None = None,
         timeout_s: float = 30.0,
         max_retries: int = 2,
+        on_retry: Callable[[], None] | None = None,
     ) -> None:
+        """`on_retry` is called for each retry the SDK makes (it retries inside `complete`,
+        out of our sight, so a request hook on `http_client` spots the retried attempts)."""
+        if on_retry is not None:
+            http_client.event_hooks = {
+                **http_client.event_hooks,
+                "request": [*http_client.event_hooks.get("request", []), _retry_hook(on_retry)],
+            }
         self.client = openai_sdk.OpenAI(
             api_key=api_key,
             base_url=base_url,
@@ -72,3 +84,12 @@ class OpenAIProvider:
             model=completion.model,
             usage={k: v for k, v in usage.items() if isinstance(v, int)},
         )
+
+
+def _retry_hook(on_retry: Callable[[], None]) -> Callable[[httpx.Request], None]:
+    def hook(request: httpx.Request) -> None:
+        # Only the SDK's requests carry the header; others on the same client pass untouched.
+        if request.headers.get(RETRY_COUNT_HEADER, "0") != "0":
+            on_retry()
+
+    return hook

@@ -1,11 +1,12 @@
-"""What operations look at: workers seen, pending turns, monotonic counters, queue depths
-(by the key names the queue reports), schedule locks, and the dev-mode Twilio token."""
+"""What operations look at: workers seen, pending turns, monotonic counters, the metrics
+workers record (`agent_core.metrics`), queue depths (by the key names the queue reports),
+schedule locks, and the dev-mode Twilio token."""
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agent_core.store import keys
@@ -18,6 +19,23 @@ WORKER_FORGET_S = 3600
 def count(name: str) -> Op[None]:
     """Add one to a monotonic counter (`/metrics` chatgw_events)."""
     yield Cmd("HINCRBY", keys.COUNTERS, name, 1)
+
+
+def add_metrics(increments: Mapping[tuple[str, str], float]) -> Op[None]:
+    """Add to metric hash fields, given as (metric name, field) -> amount; whole amounts
+    stay integers (HINCRBY), others are sums (HINCRBYFLOAT)."""
+    yield Batch(
+        *(
+            Cmd("HINCRBY" if isinstance(amount, int) else "HINCRBYFLOAT", keys.metric(name), field, amount)
+            for (name, field), amount in increments.items()
+        )
+    )
+
+
+def read_metrics(names: Sequence[str]) -> Op[dict[str, dict[str, str]]]:
+    """The hash of each named metric (empty when nothing was recorded yet)."""
+    replies = yield Batch(*(Cmd("HGETALL", keys.metric(name)) for name in names))
+    return {name: dict(reply) for name, reply in zip(names, replies, strict=True)}
 
 
 def worker_seen(name: str) -> Op[None]:

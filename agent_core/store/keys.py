@@ -91,6 +91,11 @@ def schedule_lock(name: str) -> str:
     return f"{P}sched:{name}"
 
 
+def metric(name: str) -> str:
+    """One hash per metric the workers record (agent_core.metrics), added up fleet-wide."""
+    return f"{P}metric:{name}"
+
+
 def document(doc_id: str) -> str:
     return f"{P}kdoc:{doc_id}"
 

@@ -17,6 +17,7 @@ from gateway.api.routing import Endpoint, Query
 from gateway.auth import ANY, OPERATOR
 from gateway.errors import Forbidden, Unprocessable
 from gateway.http import query_bool
+from gateway.metrics import metrics_of
 from gateway.notifier import Notifier
 
 KEEPALIVE_S = 15.0
@@ -41,6 +42,7 @@ async def session_events(request: Request) -> Response:
     store = store_of(request)
     notifier: Notifier = request.app.state.notifier
     queue = await notifier.subscribe(session.id)
+    open_streams = metrics_of(request).sse_open
 
     async def catch_up(last: int) -> tuple[list[str], int]:
         current = await store.run(sessions.get(session.id))
@@ -54,6 +56,7 @@ async def session_events(request: Request) -> Response:
     async def stream() -> AsyncIterator[str]:
         last = after
         try:
+            open_streams.inc()
             yield "retry: 3000\n\n"
             chunks, last = await catch_up(last)
             for chunk in chunks:
@@ -75,6 +78,7 @@ async def session_events(request: Request) -> Response:
                     if current is not None:
                         yield _sse("session", session_json(current))
         finally:
+            open_streams.dec()
             await notifier.unsubscribe(session.id, queue)
 
     return StreamingResponse(

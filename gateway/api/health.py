@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -11,9 +12,13 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from agent_core.metrics import FLEET
 from agent_core.store import health, sessions
 from gateway.api.common import store_of
 from gateway.api.routing import Endpoint
+from gateway.auth import presented_token
+from gateway.errors import error_response
+from gateway.metrics import Fleet, metrics_of
 from workers.queues import queue_keys
 
 WORKER_FRESH_S = health.WORKER_FRESH_S
@@ -53,10 +58,24 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"success": True, "data": {"status": "ready", **data}})
 
 
+def _may_scrape(request: Request) -> bool:
+    """Without METRICS_TOKEN, anyone who reaches the port may scrape (docs/decisions.md)."""
+    secret = request.app.state.settings.app.metrics_token
+    if secret is None:
+        return True
+    presented = presented_token(request) or ""
+    return hmac.compare_digest(presented.encode(), secret.get_secret_value().encode())
+
+
 async def metrics(request: Request) -> Response:
+    if not _may_scrape(request):
+        return error_response(
+            401, ["/metrics needs 'Authorization: Bearer <METRICS_TOKEN>'"], {"WWW-Authenticate": "Bearer"}
+        )
     try:
         data = await _snapshot(request)
         totals = await store_of(request).run(sessions.stats(None))
+        fleet = await store_of(request).run(health.read_metrics([m.name for m in FLEET]))
     except RedisError:
         return Response("# redis unreachable\n", status_code=503, media_type=CONTENT_TYPE_LATEST)
     registry = CollectorRegistry()
@@ -87,7 +106,9 @@ async def metrics(request: Request) -> Response:
             )
 
     registry.register(Snapshot())
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    registry.register(Fleet(fleet))
+    body = generate_latest(registry) + generate_latest(metrics_of(request).registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 ENDPOINTS = [
@@ -117,12 +138,14 @@ ENDPOINTS = [
         "GET",
         "/metrics",
         metrics,
-        "Prometheus metrics",
+        "Prometheus metrics: this process's HTTP, webhook and SSE figures, the fleet's turns, LLM, "
+        "deliveries and events (from Redis), sessions and queues. Open unless METRICS_TOKEN is set "
+        "(then `Authorization: Bearer <METRICS_TOKEN>`)",
         None,
         "health",
         envelope=False,
         content_type="text/plain",
         response={"type": "string"},
-        errors=(503,),
+        errors=(401, 503),
     ),
 ]

@@ -28,6 +28,7 @@ from channels.twilio import (
 from gateway.api.routing import Endpoint
 from gateway.errors import BadRequest, Forbidden
 from gateway.logs import mask_phone
+from gateway.metrics import metrics_of
 
 log = structlog.get_logger("gateway.webhooks.twilio")
 
@@ -54,6 +55,7 @@ async def _form(request: Request) -> dict[str, str]:
         token = request.app.state.twilio_auth_token
         if not verify(token, url, params, request.headers.get(SIGNATURE_HEADER)):
             log.warning("twilio signature check failed", path=request.url.path)
+            metrics_of(request).webhook(request, "forged")
             raise Forbidden("invalid or missing X-Twilio-Signature")
     return params
 
@@ -65,9 +67,11 @@ async def inbound_message(request: Request) -> Response:
     except InvalidTwilioRequest as exc:
         raise BadRequest(str(exc)) from exc
     if msg.is_empty:
+        metrics_of(request).webhook(request, "empty")
         return twiml()
     store: AsyncStore = request.app.state.store
     result = await store.run(inbound.receive(inbound.from_channel(msg)))
+    metrics_of(request).inbound(request, result.status)
     if result.status in inbound.UNROUTED:
         log.warning("message to a number no active agent owns", to=mask_phone(msg.to_address), status=result.status)
     return twiml()
@@ -80,7 +84,8 @@ async def message_status(request: Request) -> Response:
     except InvalidTwilioRequest as exc:
         raise BadRequest(str(exc)) from exc
     store: AsyncStore = request.app.state.store
-    await store.run(delivery.apply_status(update))
+    outcome = await store.run(delivery.apply_status(update))
+    metrics_of(request).status_callback(request, outcome, update)
     return twiml()
 
 
