@@ -1,7 +1,8 @@
 """Structured logs: JSON in production, readable in development; phone numbers masked.
 
-Standard-library loggers (uvicorn, rq, ours) all go through structlog's formatter, so
-every line carries the request id and session id bound in context variables.
+Standard-library loggers (uvicorn, rq, third-party libraries, ours) all go through
+structlog's formatter, so every line carries the request id and session id bound in context
+variables, and nothing below LOG_LEVEL is written whatever level a library gives its logger.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ def configure(level: str = "INFO", fmt: str = "console") -> None:
             ],
         )
     )
+    # The handler filters too: a library may set its own logger's level (bm25s sets DEBUG on
+    # import), and a record passes its own logger's level only, never its ancestors'.
+    handler.setLevel(level)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

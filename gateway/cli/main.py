@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agent_core.settings import Settings, SettingsError, load_settings
+from agent_core.settings import Environment, Settings, SettingsError, load_settings
 from agent_core.store import Store, agents, tokens
 from agent_core.store.connection import sync_client
 from agent_core.store.tokens import TokenRole
@@ -65,6 +68,118 @@ def server_config(app: Any, host: str, port: int) -> Any:
     )
 
 
+@dataclass(frozen=True)
+class LocalWeb:
+    """What a development web process records under the data dir: where it listens, the
+    URL it checks Twilio signatures against (PUBLIC_BASE_URL), its pid."""
+
+    url: str
+    public_base_url: str
+    pid: int
+
+
+WEB_RECORD = "web.json"
+
+
+def local_url(host: str, port: int) -> str:
+    """The URL a client on this machine reaches `host:port` by."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "[::1]"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def record_web(data_dir: Path, web: LocalWeb) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = data_dir / f".{WEB_RECORD}.{web.pid}"
+    tmp.write_text(json.dumps(asdict(web)))
+    tmp.replace(data_dir / WEB_RECORD)
+
+
+def forget_web(data_dir: Path, pid: int) -> None:
+    """Remove the record if it is still this process's (a later web may have replaced it)."""
+    current = running_web(data_dir)
+    if current is not None and current.pid == pid:
+        (data_dir / WEB_RECORD).unlink(missing_ok=True)
+
+
+def running_web(data_dir: Path) -> LocalWeb | None:
+    """The web process recorded under `data_dir`, if it is still running."""
+    try:
+        web = LocalWeb(**json.loads((data_dir / WEB_RECORD).read_text()))
+    except (FileNotFoundError, ValueError, TypeError):
+        return None
+    return web if _pid_alive(web.pid) else None
+
+
+class PortInUseError(Exception):
+    """The port to serve on is taken; the message says how to choose another."""
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port as uvicorn binds one; PortInUseError when the port is taken."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(f"port {port} on {host} is already in use") from exc
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def _free_port_after(host: str, port: int, tries: int = 50) -> int | None:
+    for candidate in range(port + 1, min(port + 1 + tries, 65536)):
+        try:
+            bind(host, candidate).close()
+        except PortInUseError:
+            continue
+        return candidate
+    return None
+
+
+def _port_flag(args: argparse.Namespace, settings: Settings) -> bool:
+    """Whether --port chose the port; a --port that repeats PORT (the Procfile's
+    `--port ${PORT:-8000}`) counts as PORT, the setting to change."""
+    from_env = "port" in settings.app.model_fields_set and settings.app.port == args.port
+    return args.port is not None and not from_env
+
+
+def port_in_use(host: str, port: int, data_dir: Path, *, flag: bool, command: str) -> str:
+    """Why `command` cannot serve on `port`, and how to choose another: with `--port` when
+    that is how the port was chosen (it overrides PORT), else with PORT."""
+    example = _free_port_after(host, port) or port + 1
+    if flag:
+        how = f"--port, e.g. chatgw {command} --port {example}"
+    elif command == "up":
+        how = f"PORT, e.g. PORT={example} make run (or chatgw up --port {example})"
+    else:
+        how = f"PORT, e.g. PORT={example} chatgw {command}"
+    web = running_web(data_dir)
+    if web is not None and web.url.endswith(f":{port}"):
+        return (
+            f"chatgw: port {port} on {host} is already in use by the gateway running from this directory "
+            f"(pid {web.pid}): use it (chatgw chat finds it), stop it, or choose another port with {how}"
+        )
+    return f"chatgw: port {port} on {host} is already in use by another program; choose another port with {how}"
+
+
 def cmd_web(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -72,13 +187,38 @@ def cmd_web(args: argparse.Namespace) -> int:
 
     settings = _settings()
     _configure_logs(settings)
-    url = _redis_url(settings)
-    config = server_config(create_app(settings, url), args.host or settings.app.host, args.port or settings.app.port)
+    host = args.host or settings.app.host
+    port = args.port or settings.app.port
+    data_dir = Path(settings.app.data_dir)
     try:
-        uvicorn.Server(config).run()
+        sock = bind(host, port)
+    except PortInUseError:
+        print(port_in_use(host, port, data_dir, flag=_port_flag(args, settings), command="web"), file=sys.stderr)
+        return 2
+    # Development only: lets `chatgw chat` find this process and sign for the URL it checks.
+    record = settings.app.env is Environment.development
+    try:
+        url = _redis_url(settings)
+        config = server_config(create_app(settings, url), host, port)
+        if record:
+            record_web(data_dir, LocalWeb(local_url(host, port), settings.app.public_base_url, os.getpid()))
+
+            def forget_and_die(signum: int, frame: Any) -> None:
+                forget_web(data_dir, os.getpid())
+                signal.signal(signum, signal.SIG_DFL)
+                signal.raise_signal(signum)
+
+            # After a graceful shutdown uvicorn raises the SIGTERM it stopped for again, which
+            # would end the process before `finally`; the exit status stays the signal's.
+            signal.signal(signal.SIGTERM, forget_and_die)
+        uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:
         # uvicorn has already shut down gracefully; it re-raises Ctrl-C for the exit status.
         return 130
+    finally:
+        sock.close()
+        if record:
+            forget_web(data_dir, os.getpid())
     return 0
 
 
@@ -204,6 +344,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = _settings()
     data_dir = Path(settings.app.data_dir)
     port = args.port or settings.app.port
+    # Checked before anything starts; the web process binds it for real (and says the same
+    # if another program takes it in between).
+    try:
+        bind(args.host, port).close()
+    except PortInUseError:
+        print(port_in_use(args.host, port, data_dir, flag=_port_flag(args, settings), command="up"), file=sys.stderr)
+        return 2
     owned = None
     if settings.redis.url:
         url = settings.redis.url
@@ -337,7 +484,12 @@ def parser() -> argparse.ArgumentParser:
     chat.add_argument("--agent", required=True, help="agent id")
     chat.add_argument("--from", dest="from_", required=True, help="the customer's number, e.g. +15550001234")
     chat.add_argument("--whatsapp", action="store_true", help="text over WhatsApp instead of SMS")
-    chat.add_argument("--url", default=None, help="where to POST (default: PUBLIC_BASE_URL)")
+    chat.add_argument(
+        "--url",
+        default=None,
+        help="the gateway's base URL (default: the one `chatgw up`/`chatgw web` started from this directory runs, "
+        "else PUBLIC_BASE_URL)",
+    )
     chat.set_defaults(func=cmd_chat)
     return p
 
