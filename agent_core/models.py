@@ -275,13 +275,14 @@ class EscalationConfig(Strict):
 BUILTIN_TOOL_NAMES = frozenset(
     {"request_human", "request_call", "search_knowledge", "transition", "set_field", "end_session"}
 )
+RESERVED_TOOL_NAMES: dict[str, Any] = {"enum": sorted(BUILTIN_TOOL_NAMES)}
 
 
 class ToolConfig(Strict):
     name: str = Field(
         pattern=r"^[a-zA-Z0-9_-]{1,64}$",
         description="Unique among the agent's tools; the built-in tools' names are reserved",
-        json_schema_extra={"not": {"enum": sorted(BUILTIN_TOOL_NAMES)}},
+        json_schema_extra={"not": RESERVED_TOOL_NAMES},
     )
     description: str = Field(default="", max_length=2_000)
     parameters: dict[str, Any] = Field(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -474,6 +475,11 @@ _INDEX_NAME = {
 }
 
 
+# A score as Redis writes it. Redis reads the cursor's score back as a range bound and refuses
+# what Python's float() also takes ('nan', '1_0', ' 1'), which was a 500.
+CURSOR_SCORE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?")
+
+
 def encode_cursor(score: str, sid: str) -> str:
     return base64.urlsafe_b64encode(f"{score}|{sid}".encode()).decode().rstrip("=")
 
@@ -482,9 +488,8 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     """Raises ValueError on a cursor we did not issue."""
     padded = cursor + "=" * (-len(cursor) % 4)
     score, sep, sid = base64.urlsafe_b64decode(padded.encode()).decode().partition("|")
-    if not sep:
+    if not sep or not CURSOR_SCORE.fullmatch(score):
         raise ValueError("malformed cursor")
-    float(score)
     return score, sid
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -13,7 +13,7 @@ from agent_core.models import Agent, AgentSpec, AgentStatus
 from agent_core.store import agents
 from agent_core.store.agents import SaveResult
 from gateway.api.common import load_agent, store_of
-from gateway.api.routing import Endpoint, Query
+from gateway.api.routing import Endpoint, Query, cursor_query
 from gateway.api.schemas import ActiveAgent
 from gateway.auth import ADMIN, ANY, OPERATOR
 from gateway.errors import Unprocessable, envelope, validation_messages
@@ -53,6 +53,27 @@ def _saved(result: SaveResult) -> Agent:
 
 
 SPEC_FIELDS = frozenset(AgentSpec.model_fields)
+
+
+def _patch_model() -> type[BaseModel]:
+    """The PATCH body as the document states it: AgentSpec's fields, each optional and nullable
+    (null resets it), and no others (`patch_agent` refuses unknown keys)."""
+    fields: dict[str, Any] = {}
+    for name, info in AgentSpec.model_fields.items():
+        inner: Any = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        if info.discriminator is not None:
+            inner = Annotated[inner, Field(discriminator=info.discriminator)]
+        fields[name] = (inner | None, Field(default=None, description=info.description))
+    return create_model(
+        "AgentPatch",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__="A JSON merge patch (RFC 7396) of an AgentSpec: objects merge into the agent's, "
+        "null resets a field to its default, and the merged agent must be valid (422 otherwise).",
+        **fields,
+    )
+
+
+AgentPatch = _patch_model()
 
 
 def _spec_dict(agent: Agent) -> dict[str, Any]:
@@ -140,7 +161,7 @@ ENDPOINTS = [
         query=(
             Query("status", "active | archived", {"type": "string", "enum": ["active", "archived"]}),
             Query("limit", "Page size (1-200, default 50)", {"type": "integer", "minimum": 1, "maximum": 200}),
-            Query("cursor", "next_cursor of the previous page"),
+            cursor_query("the last agent's id"),
         ),
     ),
     Endpoint("GET", "/v1/agents/{agent_id}", get_agent, "An agent", OPERATOR, "agents", response=Agent),
@@ -151,10 +172,25 @@ ENDPOINTS = [
         "Change an agent (JSON merge patch)",
         ADMIN,
         "agents",
-        body={"type": "object", "description": "Any AgentSpec fields; objects merge, null resets"},
+        body=AgentPatch,
         response=Agent,
     ),
-    Endpoint("DELETE", "/v1/agents/{agent_id}", delete_agent, "Archive an agent", ADMIN, "agents", response=Agent),
+    Endpoint(
+        "DELETE",
+        "/v1/agents/{agent_id}",
+        delete_agent,
+        "Archive an agent",
+        ADMIN,
+        "agents",
+        description="Archives, it does not erase: the agent stays readable (status archived), takes no new "
+        "sessions and releases its numbers. DELETE again answers the same.",
+        response={
+            "allOf": [
+                {"$ref": "#/components/schemas/Agent"},
+                {"properties": {"status": {"const": AgentStatus.archived.value}}},
+            ]
+        },
+    ),
     Endpoint(
         "GET",
         "/v1/active_agents",

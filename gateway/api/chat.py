@@ -27,7 +27,7 @@ from agent_core.store.tokens import TokenRecord
 from agent_core.support import run_command, send_template
 from gateway.api import schemas
 from gateway.api.common import load_agent, load_session, session_json, store_of
-from gateway.api.routing import Endpoint, Query
+from gateway.api.routing import Endpoint, Query, cursor_query
 from gateway.auth import ANY, OPERATOR
 from gateway.errors import Forbidden, NotFound, Unprocessable, envelope
 from gateway.http import (
@@ -335,7 +335,7 @@ SESSION_FILTERS = (
     Query("channel", "sms | whatsapp | api", {"type": "string", "enum": ["sms", "whatsapp", "api"]}),
     Query("q", "Text search in customer ids (or an exact session id)"),
     Query("limit", "Page size (1-200, default 50)", {"type": "integer", "minimum": 1, "maximum": 200}),
-    Query("cursor", "next_cursor of the previous page"),
+    cursor_query("base64url of the last session's activity and id", {"type": "string", "pattern": "^[A-Za-z0-9_-]*$"}),
 )
 
 ENDPOINTS = [
@@ -375,7 +375,10 @@ ENDPOINTS = [
         ANY,
         "chat",
         response={"type": "object"},
-        query=(Query("customer_id", "Customer id", required=True), Query("agent_uuid", "Agent id")),
+        query=(
+            Query("customer_id", "Customer id (not blank)", {"type": "string", "pattern": r"\S"}, required=True),
+            Query("agent_uuid", "Agent id"),
+        ),
     ),
     Endpoint(
         "POST",
@@ -447,7 +450,11 @@ ENDPOINTS = [
         query=(
             Query("after_seq", "Only messages after this seq", {"type": "integer", "minimum": 0}),
             Query("limit", "Page size (1-200, default 50)", {"type": "integer", "minimum": 1, "maximum": 200}),
-            Query("cursor", "next_cursor of the previous page"),
+            Query(
+                "cursor",
+                "`next_cursor` of the previous page: the seq it ends at (wins over after_seq)",
+                {"type": "string", "pattern": schemas.SEQ_CURSOR},
+            ),
             Query("include_private", "Whispers, context, tool calls, drafts (operator/admin)", {"type": "boolean"}),
         ),
     ),

@@ -8,6 +8,7 @@ pool, and documents over `INLINE_MAX_BYTES` are stored as text and indexed by a 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
@@ -20,7 +21,7 @@ from agent_core.knowledge import DocumentError, DocumentText, KnowledgeDocument,
 from agent_core.models import KnowledgeConfig
 from agent_core.store import AsyncStore
 from gateway.api.common import load_agent, store_of
-from gateway.api.routing import Endpoint, Query
+from gateway.api.routing import Endpoint, Query, cursor_query
 from gateway.auth import ADMIN, OPERATOR
 from gateway.errors import NotFound, PayloadTooLarge, Unprocessable, envelope
 from gateway.http import limit_param, page, parse_body, query_bool, validate
@@ -32,25 +33,56 @@ ENVELOPE_SLACK = 64 * 1024
 MAX_REQUEST_BYTES = knowledge.MAX_DOCUMENT_BYTES + ENVELOPE_SLACK
 MAX_QUERY_CHARS = 2000
 
+# parsing.check_name, .check_text and .detect_content_type as the OpenAPI document states them.
+# A name has a non-space character and no control characters but tab and form feed.
+_NAME_CHARS = r"\x00-\x08\x0a\x0b\x0d-\x1f\x7f"
+NAME_PATTERN = f"^[^{_NAME_CHARS}]*[^\\s{_NAME_CHARS}][^{_NAME_CHARS}]*$"
+# Without a specific content_type, a '.pdf' name is refused (PDF is not supported).
+PDF_NAME = r"\.[Pp][Dd][Ff][/\\]*$"
+# Text has a non-space character and no NUL. The server also refuses text with more than 1% other
+# control characters; the document allows none but tab, newline, carriage return and form feed.
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0e-\x1f\x7f]*[^\s\x00-\x08\x0b\x0e-\x1f\x7f][^\x00-\x08\x0b\x0e-\x1f\x7f]*$"
+DECLARED_TYPES = sorted(set(parsing.ALIASES) | parsing.GENERIC)
+
 
 class CreateDocumentBody(BaseModel):
     """A document given as text (JSON); files are uploaded as multipart/form-data instead."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="Shown with every passage retrieved from it")
-    text: str
+    name: str = Field(
+        description="Shown with every passage retrieved from it",
+        max_length=parsing.MAX_NAME_CHARS,
+        json_schema_extra={"pattern": NAME_PATTERN, "not": {"pattern": PDF_NAME}},
+    )
+    text: str = Field(
+        description="UTF-8 text. HTML, CSV or Markdown with no text to index (only markup, scripts or "
+        "empty rows) is a 422, and so is text with NULs or over 1% other control characters",
+        json_schema_extra={"pattern": TEXT_PATTERN},
+    )
     content_type: str | None = Field(
-        default=None, description="text/plain | text/markdown | text/csv | text/html (default: from the name)"
+        default=None,
+        description="text/plain | text/markdown | text/csv | text/html (default: from the name)",
+        json_schema_extra={"enum": [*DECLARED_TYPES, None]},
     )
 
 
+def _one_source_rule(schema: dict[str, Any]) -> None:
+    # SearchBody._one_source: exactly one of agent_uuid and document_ids (null counts as absent).
+    schema["oneOf"] = [
+        {"required": [name], "properties": {name: {"type": kind}}}
+        for name, kind in (("agent_uuid", "string"), ("document_ids", "array"))
+    ]
+
+
 class SearchBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """`document_ids` must name stored documents (archived ones too); others are a 422."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_source_rule)
 
     agent_uuid: str | None = Field(default=None, min_length=1, max_length=100)
     document_ids: list[str] | None = Field(default=None, min_length=1, max_length=200)
-    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, json_schema_extra={"pattern": r"\S"})
     top_k: int | None = Field(default=None, ge=1, le=20)
     relevance_threshold: float | None = Field(default=None, ge=0, le=1)
 
@@ -254,7 +286,7 @@ ENDPOINTS = [
         query=(
             Query("archived", "true | false", {"type": "boolean"}),
             Query("limit", "Page size (1-200, default 50)", {"type": "integer", "minimum": 1, "maximum": 200}),
-            Query("cursor", "next_cursor of the previous page"),
+            cursor_query("the last document's id"),
         ),
     ),
     Endpoint(
@@ -264,6 +296,7 @@ ENDPOINTS = [
         "A document",
         OPERATOR,
         "knowledge",
+        description="Archived documents are still answered (archived: true).",
         response=KnowledgeDocument,
     ),
     Endpoint(
@@ -273,7 +306,14 @@ ENDPOINTS = [
         "Archive a document (it is never retrieved again)",
         ADMIN,
         "knowledge",
-        response=KnowledgeDocument,
+        description="Archives, it does not erase: the document stays readable and listed (archived: true) "
+        "and agents no longer retrieve from it. DELETE again answers the same.",
+        response={
+            "allOf": [
+                {"$ref": "#/components/schemas/KnowledgeDocument"},
+                {"properties": {"archived": {"const": True}}},
+            ]
+        },
     ),
     Endpoint(
         "POST",

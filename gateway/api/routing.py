@@ -1,4 +1,10 @@
-"""Endpoints are declared once; the router and `/openapi.json` are both built from them."""
+"""Endpoints are declared once; the router and `/openapi.json` are both built from them.
+
+The document says what the server enforces: a body's schema is its pydantic model's (with the
+keywords the validators state), path parameters match what Starlette's router matches, and
+query parameters carry the bounds the handlers check. A fuzz test (tests/gateway/
+test_openapi_fuzz.py) holds the document to that.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,16 @@ from gateway.errors import error_response
 
 Handler = Callable[[Request], Awaitable[Response]]
 
+# Starlette's `{name}` matches one path segment: anything but '/'.
+PATH_SEGMENT: dict[str, Any] = {"type": "string", "pattern": "^[^/]+$"}
+# Session ids are the UUIDs the server issues (str(uuid4)); the pattern also keeps a generated id
+# from being "active", which `GET /v1/chat/session/active` answers.
+SESSION_ID: dict[str, Any] = {
+    "type": "string",
+    "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+}
+PATH_PARAMS: dict[str, dict[str, Any]] = {"session_id": SESSION_ID}
+
 
 @dataclass(frozen=True)
 class Query:
@@ -26,6 +42,15 @@ class Query:
     description: str
     schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
     required: bool = False
+
+
+def cursor_query(issued: str, schema: dict[str, Any] | None = None) -> Query:
+    """The `cursor` of a list endpoint: opaque, taken from the previous page's `next_cursor`."""
+    return Query(
+        "cursor",
+        f"`next_cursor` of the previous page ({issued}); a cursor this API did not issue is a 422",
+        schema or {"type": "string"},
+    )
 
 
 @dataclass(frozen=True)
@@ -40,6 +65,7 @@ class Endpoint:
     response: type[BaseModel] | dict[str, Any] | None = None
     query: Sequence[Query] = ()
     errors: Sequence[int] = (401, 403, 404, 422)
+    description: str = ""
     envelope: bool = True
     content_type: str = "application/json"
     headers: Sequence[str] = ()
@@ -90,6 +116,29 @@ ERROR_TEXT = {
 }
 
 
+def _require_discriminators(schema: dict[str, Any], defs: dict[str, Any]) -> None:
+    """Make each variant of a discriminated union require its tag. Pydantic refuses a variant
+    without it (`prompt: {}` is a 422) even when the tag has a default, but leaves it optional
+    in the schema; OpenAPI's `discriminator` is only a hint to generators and validators."""
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            tag = node.get("discriminator", {}).get("propertyName")
+            if tag:
+                for choice in node.get("oneOf", []):
+                    ref = choice.get("$ref", "")
+                    variant = defs.get(ref.rsplit("/", 1)[-1]) if ref else choice
+                    if variant is not None and tag not in variant.get("required", []):
+                        variant["required"] = [tag, *variant.get("required", [])]
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+
+
 def _schema_of(model: type[BaseModel] | dict[str, Any], defs: dict[str, Any], mode: str) -> dict[str, Any]:
     if isinstance(model, dict):
         return model
@@ -98,6 +147,10 @@ def _schema_of(model: type[BaseModel] | dict[str, Any], defs: dict[str, Any], mo
         defs[name] = sub
     defs[model.__name__] = schema
     return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": PATH_PARAMS.get(name, PATH_SEGMENT)}
 
 
 def openapi(endpoints: Iterable[Endpoint], *, title: str, version: str, server: str) -> dict[str, Any]:
@@ -114,10 +167,7 @@ def openapi(endpoints: Iterable[Endpoint], *, title: str, version: str, server: 
     paths: dict[str, Any] = defaultdict(dict)
     for ep in endpoints:
         op: dict[str, Any] = {"summary": ep.summary, "tags": [ep.tag], "operationId": ep.handler.__name__}
-        params = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            for name in re.findall(r"{(\w+)}", ep.path)
-        ]
+        params = [_path_param(name) for name in re.findall(r"{(\w+)}", ep.path)]
         params += [
             {"name": q.name, "in": "query", "required": q.required, "description": q.description, "schema": q.schema}
             for q in ep.query
@@ -133,6 +183,8 @@ def openapi(endpoints: Iterable[Endpoint], *, title: str, version: str, server: 
         if ep.roles is not None:
             op["security"] = [{"ApiToken": []}, {"Bearer": []}]
             op["description"] = "Roles: " + ", ".join(sorted(r.value for r in ep.roles))
+        if ep.description:
+            op["description"] = f"{ep.description}\n\n{op.get('description', '')}".strip()
         data = _schema_of(ep.response, defs, "serialization") if ep.response is not None else {}
         if ep.envelope:
             content_schema: dict[str, Any] = {
@@ -158,6 +210,7 @@ def openapi(endpoints: Iterable[Endpoint], *, title: str, version: str, server: 
             }
         op["responses"] = responses
         paths[ep.path][ep.method.lower()] = op
+    _require_discriminators({"paths": paths, "schemas": defs}, defs)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},

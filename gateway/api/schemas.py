@@ -9,12 +9,23 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from agent_core.models import Message, Session
-from agent_core.support import Command
+from agent_core.support import NEEDS_TEXT, Command
 
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL_CHARS = r"\x00-\x1f\x7f"
+CONTROL = re.compile(f"[{CONTROL_CHARS}]")
 MAX_CONTENT = 10_000
 MAX_CONTEXT_ITEM = 5_000
 CONTEXT_KEEP = 5
+
+# The validators' rules as JSON Schema patterns (unanchored, as JSON Schema matches them), so the
+# OpenAPI document says what a 422 is for. The validators keep their own messages.
+NOT_BLANK = r"\S"
+# Text that is not only whitespace and NUL characters (NULs are dropped before the check).
+NOT_BLANK_TEXT = r"[^\s\x00]"
+CUSTOMER_ID_PATTERN = f"^[^{CONTROL_CHARS}]*[^\\s{CONTROL_CHARS}][^{CONTROL_CHARS}]*$"
+UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+# A message page's cursor is the seq the next page starts after.
+SEQ_CURSOR = "^[0-9]{1,18}$"
 
 
 def _customer_id(value: Any) -> Any:
@@ -32,7 +43,11 @@ def _check_customer_id(value: str) -> str:
     return value
 
 
-CustomerId = Annotated[str, BeforeValidator(_customer_id), Field(max_length=200)]
+CustomerId = Annotated[
+    str,
+    BeforeValidator(_customer_id),
+    Field(max_length=200, json_schema_extra={"pattern": CUSTOMER_ID_PATTERN}),
+]
 
 
 def clean_context(items: list[str] | None) -> list[str]:
@@ -61,8 +76,12 @@ class CreateSessionBody(Lenient):
 class InboundBody(Lenient):
     agent_uuid: str = Field(min_length=1, max_length=100)
     customer_id: CustomerId
-    content: str = Field(max_length=MAX_CONTENT)
-    session_id: str | None = None
+    content: str = Field(max_length=MAX_CONTENT, json_schema_extra={"pattern": NOT_BLANK_TEXT})
+    session_id: str | None = Field(
+        default=None,
+        description="A session id (UUID); empty or null: the customer's open session, or a new one",
+        json_schema_extra={"pattern": f"^$|{UUID_PATTERN}"},
+    )
 
     @field_validator("customer_id")
     @classmethod
@@ -90,7 +109,7 @@ class InboundBody(Lenient):
 
 
 class InjectContextBody(Lenient):
-    context: str = Field(max_length=MAX_CONTEXT_ITEM)
+    context: str = Field(max_length=MAX_CONTEXT_ITEM, json_schema_extra={"pattern": NOT_BLANK})
 
     @field_validator("context")
     @classmethod
@@ -100,7 +119,20 @@ class InjectContextBody(Lenient):
         return value
 
 
+def _support_rule(schema: dict[str, Any]) -> None:
+    # agent_core.support refuses a command in NEEDS_TEXT (tell, whisper, a plain message) without text.
+    silent = [c.value for c in Command if c not in NEEDS_TEXT]
+    schema["anyOf"] = [
+        {"required": ["command"], "properties": {"command": {"enum": silent}}},
+        {"required": ["message"], "properties": {"message": {"type": "string", "pattern": NOT_BLANK_TEXT}}},
+    ]
+
+
 class SupportBody(Lenient):
+    """`message` is required (not blank) unless `command` is one that needs no text."""
+
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_support_rule)
+
     command: Command | None = None
     message: str | None = Field(default=None, max_length=16_000)
 
@@ -156,7 +188,7 @@ class SessionsPage(BaseModel):
 
 class MessagesPage(BaseModel):
     items: list[Message]
-    next_cursor: str | None
+    next_cursor: str | None = Field(json_schema_extra={"pattern": SEQ_CURSOR})
 
 
 class Stats(BaseModel):

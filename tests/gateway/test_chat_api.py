@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -354,3 +355,18 @@ def test_unknown_session_paths_are_404(client: TestClient, api: dict[str, str]) 
         }
     r = client.post("/v1/chat/session/nope/inject_context", json={"context": "x"}, headers=api)
     assert r.status_code == 404
+
+
+def test_sessions_pages_with_its_cursor_and_refuses_a_forged_one(
+    client: TestClient, admin: dict[str, str], agent: dict[str, Any]
+) -> None:
+    for customer in ("c1", "c2"):
+        client.post("/v1/chat/session", json={"agent_uuid": agent["id"], "customer_id": customer}, headers=admin)
+    first = client.get("/v1/chat/sessions", params={"limit": 1}, headers=admin).json()["data"]
+    rest = client.get("/v1/chat/sessions", params={"cursor": first["next_cursor"]}, headers=admin).json()["data"]
+    assert {s["customer_id"] for s in first["items"] + rest["items"]} == {"c1", "c2"}
+    # Scores Python's float() reads and Redis does not (they reached Redis and were a 500).
+    for score in ("nan", "1_0", " 1", "infinity"):
+        cursor = base64.urlsafe_b64encode(f"{score}|x".encode()).decode().rstrip("=")
+        r = client.get("/v1/chat/sessions", params={"cursor": cursor}, headers=admin)
+        assert r.status_code == 422 and r.json()["errors"] == ["cursor: not a cursor this API issued"]
