@@ -14,6 +14,7 @@ tests/workers/test_rqwire.py proves the writes against the installed RQ.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import Enum
 
@@ -66,34 +67,50 @@ def _build(work: Work) -> PreparedJob:
     )
 
 
+@dataclass(frozen=True)
+class _Template:
+    job: PreparedJob
+    stamp: str
+    encoded: str
+
+
 class RQJobFormat:
     """The store's JobFormat for RQ. Work on the resolved session is built once per task
-    and then only re-stamped (a new id and enqueue time): ingest prepares one per message."""
+    and then only re-stamped (a new id and enqueue time), its encoded spec included: ingest
+    prepares one per inbound message."""
 
     def __init__(self) -> None:
-        self._templates: dict[Work, PreparedJob] = {}
+        self._templates: dict[Work, _Template] = {}
+
+    def _template(self, work: Work) -> _Template:
+        found = self._templates.get(work)
+        if found is None:
+            built = _build(work)
+            # One clock reading for both stamps, so re-stamping is one replacement.
+            stamp = utcformat(datetime.now(UTC))
+            f = list(built.fields)
+            for i in range(0, len(f), 2):
+                if f[i] in _STAMPED:
+                    f[i + 1] = stamp
+            job = replace(built, fields=tuple(f))
+            found = self._templates[work] = _Template(job, stamp, job.spec_json(work))
+        return found
 
     def prepare(self, work: Work) -> PreparedJob:
         if work.args:
             return _build(work)
-        template = self._templates.get(work)
-        if template is None:
-            template = self._templates[work] = _build(work)
+        t = self._template(work)
         job_id = str(uuid.uuid4())
         stamp = utcformat(datetime.now(UTC))
-        fields = list(template.fields)
-        for i in range(0, len(fields), 2):
-            if fields[i] in _STAMPED:
-                fields[i + 1] = stamp
-            elif fields[i] == "id":
-                fields[i + 1] = job_id
+        fields = tuple(stamp if v == t.stamp else v for v in t.job.fields)
         return PreparedJob(
             id=job_id,
             hash_key=Job.redis_job_namespace_prefix + job_id,
-            fields=tuple(fields),
-            payload_field=template.payload_field,
-            payload=template.payload,
-            queue_key=template.queue_key,
-            registry_key=template.registry_key,
-            splice=template.splice,
+            fields=fields,
+            payload_field=t.job.payload_field,
+            payload=t.job.payload,
+            queue_key=t.job.queue_key,
+            registry_key=t.job.registry_key,
+            splice=t.job.splice,
+            encoded=t.encoded.replace(t.job.id, job_id).replace(t.stamp, stamp),
         )

@@ -66,19 +66,19 @@ def script_args(req: Lua, jobs: JobFormat | None) -> tuple[Any, ...]:
     """The script's arguments followed, when it queues work, by the job specs and payloads."""
     if not req.work:
         return req.args
-    specs: list[dict[str, Any]] = []
+    specs: list[str] = []
     payloads: list[bytes] = []
     for work in req.work:
         if work.inline:
-            specs.append(inline_spec(work))
+            specs.append(json.dumps(inline_spec(work), separators=(",", ":")))
             payloads.append(b"")
             continue
         if jobs is None:
             raise RuntimeError(f"script {req.name} queues work, but this store was given no JobFormat")
         prepared = jobs.prepare(work)
-        specs.append(prepared.spec(work))
+        specs.append(prepared.spec_json(work))
         payloads.append(prepared.payload)
-    return (*req.args, json.dumps(specs, separators=(",", ":")), *payloads)
+    return (*req.args, "[" + ",".join(specs) + "]", *payloads)
 
 
 class Store:

@@ -3,6 +3,7 @@ installed RQ reads and runs them (workers/rqwire.py is the one place that knows 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import redis
@@ -94,3 +95,13 @@ def test_the_placeholder_has_a_session_ids_length_and_is_prepared_once_per_task(
     assert first.id != second.id and first.hash_key.endswith(first.id)
     assert first.payload == second.payload
     assert fmt.prepare(Work.deliver("s", "m")).splice == ""
+
+
+def test_a_restamped_templates_encoded_spec_is_its_own_spec() -> None:
+    fmt = RQJobFormat()
+    for job in (fmt.prepare(Work.turn()), fmt.prepare(Work.turn())):
+        assert json.loads(job.spec_json(Work.turn())) == json.loads(json.dumps(job.spec(Work.turn())))
+        stamps = {
+            job.fields[i + 1] for i in range(0, len(job.fields), 2) if job.fields[i] in ("created_at", "enqueued_at")
+        }
+        assert len(stamps) == 1
