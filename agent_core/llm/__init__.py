@@ -1,12 +1,16 @@
-"""LLM providers behind one narrow interface: `complete(LLMRequest) -> LLMResponse`.
+"""LLM providers behind two narrow seams: `complete(LLMRequest) -> LLMResponse` (sync) and
+`AsyncLLMProvider` (`stream(LLMRequest)` yields text deltas, then the whole response).
 
-`OpenAIProvider` is imported on first use: the openai SDK is ≈45 MB and a second of import
-time that processes using the offline responder (and the web process) never need.
+`OpenAIProvider` and `AsyncOpenAIProvider` are imported on first use: the openai SDK is ≈45 MB
+and a second of import time that processes using the offline responder (and the web process)
+never need.
 """
 
 from typing import Any
 
 from agent_core.llm.base import (
+    AsyncLLMProvider,
+    LLMChunk,
     LLMError,
     LLMProvider,
     LLMRequest,
@@ -16,10 +20,15 @@ from agent_core.llm.base import (
     Passage,
     ToolCall,
     ToolSpec,
+    collect,
 )
-from agent_core.llm.offline import OfflineProvider
+from agent_core.llm.offline import AsyncOfflineProvider, OfflineProvider
 
 __all__ = [
+    "AsyncLLMProvider",
+    "AsyncOfflineProvider",
+    "AsyncOpenAIProvider",
+    "LLMChunk",
     "LLMError",
     "LLMProvider",
     "LLMRequest",
@@ -31,6 +40,7 @@ __all__ = [
     "Passage",
     "ToolCall",
     "ToolSpec",
+    "collect",
 ]
 
 
@@ -39,4 +49,8 @@ def __getattr__(name: str) -> Any:
         from agent_core.llm.openai import OpenAIProvider
 
         return OpenAIProvider
+    if name == "AsyncOpenAIProvider":
+        from agent_core.llm.openai import AsyncOpenAIProvider
+
+        return AsyncOpenAIProvider
     raise AttributeError(name)

@@ -1,7 +1,10 @@
-"""The LLM seam: one method, `complete(LLMRequest) -> LLMResponse`."""
+"""The LLM seams: `complete(LLMRequest) -> LLMResponse` (sync), and its async, streaming
+twin `stream(LLMRequest)` (text as the model produces it, then the whole response)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -71,3 +74,33 @@ class LLMProvider(Protocol):
     name: str
 
     def complete(self, request: LLMRequest) -> LLMResponse: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LLMChunk:
+    """One piece of a streamed answer: a text delta, or — last, with no text — the whole
+    `response` (the deltas joined, tool calls assembled, usage)."""
+
+    text: str = ""
+    response: LLMResponse | None = None
+
+
+class AsyncLLMProvider(Protocol):
+    """The async, streaming seam. `stream` is a context manager so that leaving it — done,
+    `break`, an error or cancellation — closes the HTTP response at once, not when the
+    garbage collector finds the generator; every failure is an `LLMError`, raised while
+    iterating."""
+
+    name: str
+
+    def stream(self, request: LLMRequest) -> AbstractAsyncContextManager[AsyncIterator[LLMChunk]]: ...
+
+    async def complete(self, request: LLMRequest) -> LLMResponse: ...
+
+
+async def collect(chunks: AsyncIterator[LLMChunk]) -> LLMResponse:
+    """The response a stream ends with (its text deltas are already in it)."""
+    async for chunk in chunks:
+        if chunk.response is not None:
+            return chunk.response
+    raise LLMError("the stream ended without a response")

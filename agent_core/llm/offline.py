@@ -6,11 +6,15 @@ the same tools a model would use, and otherwise asks a clarifying question.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import AbstractAsyncContextManager, aclosing
 
 from agent_core.intents import agrees_to_call, asks_for_human
-from agent_core.llm.base import LLMRequest, LLMResponse, ToolCall
+from agent_core.llm.base import LLMChunk, LLMRequest, LLMResponse, ToolCall, collect
 
 OFFLINE_MODEL = "offline"
 
@@ -80,3 +84,36 @@ class OfflineProvider:
         if first == last:
             return f"The customer wrote: {_trim(first, 200)}"
         return f"The customer first wrote: {_trim(first, 160)} Latest: {_trim(last, 160)}"
+
+
+# Split before each word that follows whitespace: the pieces join back to the exact text.
+_WORD_STARTS = re.compile(r"(?<=\s)(?=\S)")
+
+
+class AsyncOfflineProvider:
+    """`OfflineProvider`'s answers through the async seam, streamed a word at a time.
+
+    Each piece waits `delay_s` (to stand in for a model's pace in tests and benchmarks);
+    with 0 it still yields to the event loop, so a long answer never holds the loop.
+    """
+
+    name = "offline"
+
+    def __init__(self, *, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self._answers = OfflineProvider()
+
+    def stream(self, request: LLMRequest) -> AbstractAsyncContextManager[AsyncIterator[LLMChunk]]:
+        return aclosing(self._chunks(request))
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        async with self.stream(request) as chunks:
+            return await collect(chunks)
+
+    async def _chunks(self, request: LLMRequest) -> AsyncGenerator[LLMChunk, None]:
+        response = self._answers.complete(request)
+        for piece in _WORD_STARTS.split(response.text or ""):
+            await asyncio.sleep(self.delay_s)
+            if piece:
+                yield LLMChunk(text=piece)
+        yield LLMChunk(response=response)
