@@ -3,8 +3,8 @@ twin `stream(LLMRequest)` (text as the model produces it, then the whole respons
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -96,6 +96,20 @@ class AsyncLLMProvider(Protocol):
     def stream(self, request: LLMRequest) -> AbstractAsyncContextManager[AsyncIterator[LLMChunk]]: ...
 
     async def complete(self, request: LLMRequest) -> LLMResponse: ...
+
+
+class ChunkStream:
+    """`stream` and `complete` of an AsyncLLMProvider, for one that implements `_chunks`."""
+
+    def _chunks(self, request: LLMRequest) -> AsyncGenerator[LLMChunk, None]:
+        raise NotImplementedError
+
+    def stream(self, request: LLMRequest) -> AbstractAsyncContextManager[AsyncIterator[LLMChunk]]:
+        return aclosing(self._chunks(request))
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        async with self.stream(request) as chunks:
+            return await collect(chunks)
 
 
 async def collect(chunks: AsyncIterator[LLMChunk]) -> LLMResponse:

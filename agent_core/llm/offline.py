@@ -10,11 +10,10 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import AbstractAsyncContextManager, aclosing
+from collections.abc import AsyncGenerator
 
 from agent_core.intents import agrees_to_call, asks_for_human
-from agent_core.llm.base import LLMChunk, LLMRequest, LLMResponse, ToolCall, collect
+from agent_core.llm.base import ChunkStream, LLMChunk, LLMRequest, LLMResponse, ToolCall
 
 OFFLINE_MODEL = "offline"
 
@@ -90,7 +89,7 @@ class OfflineProvider:
 _WORD_STARTS = re.compile(r"(?<=\s)(?=\S)")
 
 
-class AsyncOfflineProvider:
+class AsyncOfflineProvider(ChunkStream):
     """`OfflineProvider`'s answers through the async seam, streamed a word at a time.
 
     Each piece waits `delay_s` (to stand in for a model's pace in tests and benchmarks);
@@ -102,13 +101,6 @@ class AsyncOfflineProvider:
     def __init__(self, *, delay_s: float = 0.0) -> None:
         self.delay_s = delay_s
         self._answers = OfflineProvider()
-
-    def stream(self, request: LLMRequest) -> AbstractAsyncContextManager[AsyncIterator[LLMChunk]]:
-        return aclosing(self._chunks(request))
-
-    async def complete(self, request: LLMRequest) -> LLMResponse:
-        async with self.stream(request) as chunks:
-            return await collect(chunks)
 
     async def _chunks(self, request: LLMRequest) -> AsyncGenerator[LLMChunk, None]:
         response = self._answers.complete(request)

@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, aclosing
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +14,7 @@ from openai.types.chat import ChatCompletionChunk
 from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
 
 from agent_core.llm.base import (
+    ChunkStream,
     LLMChunk,
     LLMError,
     LLMRequest,
@@ -22,7 +22,6 @@ from agent_core.llm.base import (
     LLMTimeout,
     LLMUnavailable,
     ToolCall,
-    collect,
 )
 
 # The SDK numbers each attempt of a request in this header: 0 for the first, then 1, 2, …
@@ -79,7 +78,7 @@ class OpenAIProvider:
         )
 
 
-class AsyncOpenAIProvider:
+class AsyncOpenAIProvider(ChunkStream):
     """The same endpoint with `stream=True`: text deltas as the server sends them, then the
     response with the tool calls assembled from their fragments and the usage."""
 
@@ -113,13 +112,6 @@ class AsyncOpenAIProvider:
             timeout=timeout_s,
             max_retries=max_retries,
         )
-
-    def stream(self, request: LLMRequest) -> AbstractAsyncContextManager[AsyncIterator[LLMChunk]]:
-        return aclosing(self._chunks(request))
-
-    async def complete(self, request: LLMRequest) -> LLMResponse:
-        async with self.stream(request) as chunks:
-            return await collect(chunks)
 
     async def _chunks(self, request: LLMRequest) -> AsyncGenerator[LLMChunk, None]:
         kwargs = _create_args(request)
