@@ -65,3 +65,17 @@ def chatgw(*args: str, environ: dict[str, str], cwd: Path) -> str:
     out = subprocess.run([str(BIN / "chatgw"), *args], env=environ, cwd=cwd, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return out.stdout
+
+
+def start_up(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """`chatgw up` on `port` with its data under `data_dir`, as a process group of its own."""
+    environ = env(CHATGW_DATA_DIR=str(data_dir / "var"), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [str(BIN / "chatgw"), "up", "--port", str(port)],
+        env=environ,
+        cwd=data_dir,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    return proc, environ

@@ -74,15 +74,7 @@ def chat(*args: str, environ: dict[str, str], cwd: Path) -> subprocess.Popen[str
 def test_chat_finds_the_gateway_on_another_port_and_shows_who_speaks(tmp_path: Path) -> None:
     port = free_port()
     # No PORT or PUBLIC_BASE_URL for the chat: it must find the gateway itself.
-    environ = procs.env(CHATGW_DATA_DIR=str(tmp_path / "var"), PYTHONUNBUFFERED="1")
-    up = subprocess.Popen(
-        [str(procs.BIN / "chatgw"), "up", "--port", str(port)],
-        env=environ,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    up, environ = procs.start_up(tmp_path, port)
     try:
         banner = read_banner(up)
         base = f"http://127.0.0.1:{port}"

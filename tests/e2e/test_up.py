@@ -37,15 +37,7 @@ def read_banner(proc: subprocess.Popen[str], timeout: float = 60) -> str:
 
 def test_up_runs_everything_with_no_keys_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     port = free_port()
-    environ = procs.env(CHATGW_DATA_DIR=str(tmp_path / "var"), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [str(procs.BIN / "chatgw"), "up", "--port", str(port)],
-        env=environ,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc, _ = procs.start_up(tmp_path, port)
     try:
         banner = read_banner(proc)
         base = re.search(r"Base URL:\s+(\S+)", banner).group(1)  # type: ignore[union-attr]
