@@ -9,6 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from gateway.api.schemas import InboundResult, SessionDetail
+from tests.conftest import drain
 
 OSVI_SESSION_FIELDS = {
     "id",
@@ -83,6 +84,23 @@ def test_second_session_closes_the_first(client: TestClient, api: dict[str, str]
         "/v1/chat/session/active", params={"customer_id": "cust-1", "agent_uuid": agent["id"]}, headers=api
     )
     assert active.json()["data"]["id"] == second["id"]
+
+
+def test_a_replaced_session_gets_its_summary_from_the_job_its_replacement_queued(
+    client: TestClient, api: dict[str, str], agent: dict[str, Any], ctx: Any
+) -> None:
+    first = new_session(client, api, agent["id"])
+    r = client.post(
+        "/v1/chat/inbound?wait=0",
+        json={"agent_uuid": agent["id"], "customer_id": "cust-1", "content": "my order 12 is late"},
+        headers=api,
+    )
+    assert r.status_code in (200, 202), r.text
+    drain(ctx)
+    new_session(client, api, agent["id"])
+    drain(ctx)
+    old = client.get(f"/v1/chat/session/{first['id']}", headers=api).json()["data"]
+    assert old["closed_reason"] == "replaced" and old["summary"]
 
 
 def test_context_keeps_five_newest_non_empty(client: TestClient, api: dict[str, str], agent: dict[str, Any]) -> None:
