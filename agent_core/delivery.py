@@ -60,15 +60,16 @@ class DeliveryConfig:
 
 
 class Throttled(Exception):
-    """The sender is at its rate; deliver again in `retry_after` seconds (not a failure)."""
+    """The sender is at its rate; its slot is held: deliver in `retry_after` seconds, without
+    reserving again (not a failure)."""
 
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"sender at its rate; retry in {retry_after:.2f}s")
         self.retry_after = retry_after
 
 
-# (session id, message id, attempt, delay in seconds): run `deliver` again then.
-RetryLater = Callable[[str, str, int, float], None]
+# (session id, message id, attempt, delay in seconds, slot held): run `deliver` again then.
+RetryLater = Callable[[str, str, int, float, bool], None]
 
 
 @dataclass
@@ -83,17 +84,20 @@ class Deliverer:
     backoff_s: Sequence[float]
     sleep: Callable[[float], None] = time.sleep
 
-    def deliver(self, session_id: str, message_id: str, attempt: int = 0) -> DeliveryOutcome:
-        """Deliver one stored message now, or arrange for it to be delivered later."""
+    def deliver(
+        self, session_id: str, message_id: str, attempt: int = 0, *, slot_held: bool = False
+    ) -> DeliveryOutcome:
+        """Deliver one stored message now, or arrange for it to be delivered later.
+        `slot_held`: this attempt runs at send slots reserved for it (see Throttled)."""
         try:
-            return self._attempt(session_id, message_id)
+            return self._attempt(session_id, message_id, slot_held)
         except Throttled as exc:
-            self._later(session_id, message_id, attempt, exc.retry_after, counts=False)
+            self._later(session_id, message_id, attempt, exc.retry_after, counts=False, slot_held=True)
             return DeliveryOutcome.throttled
         except RetryableDeliveryError as exc:
             return self._later(session_id, message_id, attempt + 1, exc.retry_after, reason=str(exc))
 
-    def _attempt(self, session_id: str, message_id: str) -> DeliveryOutcome:
+    def _attempt(self, session_id: str, message_id: str, slot_held: bool) -> DeliveryOutcome:
         work = Work.deliver(session_id, message_id)
         session = self.store.run(sessions.get(session_id))
         msg = self.store.run(messages.find(session_id, session.seq, message_id)) if session else None
@@ -111,7 +115,8 @@ class Deliverer:
             return DeliveryOutcome.dropped
         message = _outbound(session, msg, self.config)
         sender = self.senders[message.channel]
-        self._reserve(message, sender.parts(message) - len(message.sent_parts))
+        if not slot_held:
+            self._reserve(message, sender.parts(message) - len(message.sent_parts))
         if not self.store.run(outbound.lock_send(message_id, int((self.config.max_wait_s + 60) * 1000))):
             return DeliveryOutcome.busy
         try:
@@ -169,6 +174,7 @@ class Deliverer:
         *,
         reason: str = "",
         counts: bool = True,
+        slot_held: bool = False,
     ) -> DeliveryOutcome:
         """Deliver again after the backoff for `attempt` (and Retry-After), or, for a sender at
         its rate (`counts` False), exactly when its slot comes up."""
@@ -177,7 +183,7 @@ class Deliverer:
             return DeliveryOutcome.gave_up
         delay = max(retry_after or 0.0, self.backoff_s[attempt] if counts else 0.0)
         self.store.run(tasks.postpone(Work.deliver(session_id, message_id), delay))
-        self.retry_later(session_id, message_id, attempt, delay)
+        self.retry_later(session_id, message_id, attempt, delay, slot_held)
         if counts:
             log.warning("delivery of %s retries in %.0fs (attempt %d): %s", message_id, delay, attempt, reason)
         return DeliveryOutcome.retrying

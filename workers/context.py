@@ -94,7 +94,9 @@ class WorkerContext:
                 status_callback_url=webhook_url(self.settings.app.public_base_url, "/twilio/messages/status"),
                 messages_per_second=twilio.messages_per_second,
             ),
-            retry_later=lambda sid, mid, attempt, delay: queues.deliver_later(self.rq_redis, sid, mid, attempt, delay),
+            retry_later=lambda sid, mid, attempt, delay, held: queues.deliver_later(
+                self.rq_redis, sid, mid, attempt, delay, held
+            ),
             backoff_s=queues.BACKOFF_S[: queues.DELIVERY_ATTEMPTS],
         )
         self.turn_deps = TurnDeps(
@@ -128,12 +130,14 @@ class WorkerContext:
             return self.offline, "offline"
         return self.openai, agent.llm.model or self.settings.llm.llm_model
 
-    def deliver(self, session_id: str, message_id: str, attempt: int = 0) -> DeliveryOutcome:
+    def deliver(
+        self, session_id: str, message_id: str, attempt: int = 0, *, slot_held: bool = False
+    ) -> DeliveryOutcome:
         """One delivery attempt, timed (`chatgw_delivery_duration_seconds`)."""
         started = time.perf_counter()
         outcome = "error"
         try:
-            result = self.deliverer.deliver(session_id, message_id, attempt)
+            result = self.deliverer.deliver(session_id, message_id, attempt, slot_held=slot_held)
             outcome = result.value.replace(" ", "_")
             return result
         finally:

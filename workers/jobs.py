@@ -43,11 +43,11 @@ def run_turn(session_id: str) -> str:
         structlog.contextvars.unbind_contextvars("session_id")
 
 
-def deliver_message(session_id: str, message_id: str, attempt: int = 0) -> str:
+def deliver_message(session_id: str, message_id: str, attempt: int = 0, slot_held: bool = False) -> str:
     """Deliver one stored outbound message (retries are rescheduled by the Deliverer)."""
     ctx = context.get()
     try:
-        return ctx.deliver(session_id, message_id, attempt).value
+        return ctx.deliver(session_id, message_id, attempt, slot_held=slot_held).value
     finally:
         ctx.flush_metrics()
 

@@ -76,7 +76,9 @@ def enqueue_event(connection: redis.Redis, event_json: str) -> Job:
     )
 
 
-def deliver_later(connection: redis.Redis, session_id: str, message_id: str, attempt: int, delay_s: float) -> None:
+def deliver_later(
+    connection: redis.Redis, session_id: str, message_id: str, attempt: int, delay_s: float, slot_held: bool
+) -> None:
     """Run delivery attempt `attempt` of a message in `delay_s` (RQ's scheduler promotes it)."""
     queue(OUTBOUND, connection).enqueue_in(
         timedelta(seconds=delay_s),
@@ -84,6 +86,7 @@ def deliver_later(connection: redis.Redis, session_id: str, message_id: str, att
         session_id,
         message_id,
         attempt,
+        slot_held,
         result_ttl=0,
         failure_ttl=FAILURE_TTL_S,
     )

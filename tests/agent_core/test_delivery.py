@@ -28,10 +28,10 @@ class Later:
     """The queue's scheduler, as the Deliverer sees it: records each retry asked for."""
 
     def __init__(self) -> None:
-        self.asked: list[tuple[str, str, int, float]] = []
+        self.asked: list[tuple[str, str, int, float, bool]] = []
 
-    def __call__(self, session_id: str, message_id: str, attempt: int, delay_s: float) -> None:
-        self.asked.append((session_id, message_id, attempt, delay_s))
+    def __call__(self, session_id: str, message_id: str, attempt: int, delay_s: float, slot_held: bool) -> None:
+        self.asked.append((session_id, message_id, attempt, delay_s, slot_held))
 
 
 def deliverer(store: Store, senders: dict[Any, Any], config: delivery.DeliveryConfig, **kw: Any) -> delivery.Deliverer:
@@ -90,7 +90,7 @@ def test_sender_throttle_spaces_sends(store: Store) -> None:
         assert slot_earliest - end <= round(waited * 1000) <= slot_latest - start
 
 
-def test_a_wait_beyond_the_limit_is_rescheduled_not_slept(store: Store) -> None:
+def test_a_wait_beyond_the_limit_holds_the_slot_and_is_rescheduled_for_it_not_slept(store: Store) -> None:
     config = delivery.DeliveryConfig(status_callback_url=None, messages_per_second=0.1)
     recorder = Recorder()
     slept: list[float] = []
@@ -100,23 +100,31 @@ def test_a_wait_beyond_the_limit_is_rescheduled_not_slept(store: Store) -> None:
     first_start = now_ms()
     assert sender.deliver(sid, mid) == "sent"
     first_end = now_ms()
-    # The next slot is 10 s after the first send; a retry is due exactly then.
-    slot_earliest, slot_latest = first_start + 10_000, first_end + 10_000
+    # One slot every 10 s: the second message's slot is 10 s after the first send.
     sid2, mid2 = pending_reply(store, "+15550000008")
     start = now_ms()
     assert sender.deliver(sid2, mid2) == "throttled"
     end = now_ms()
-    assert slept == []
-    # A throttled attempt is not a failed one: the same attempt number runs again at the slot.
-    ((asked_sid, asked_mid, attempt, delay),) = later.asked
-    assert (asked_sid, asked_mid, attempt) == (sid2, mid2, 0)
-    assert slot_earliest - end <= round(delay * 1000) <= slot_latest - start
-    # Nothing was reserved for the throttled attempt: the next slot is still the same one.
+    assert slept == [] and len(recorder.sent) == 1
+    # Its slot is held for it: it is rescheduled for exactly then, to send without asking again
+    # (a throttled attempt is not a failed one: the same attempt number).
+    ((asked_sid, asked_mid, attempt, delay, held),) = later.asked
+    assert (asked_sid, asked_mid, attempt, held) == (sid2, mid2, 0, True)
+    assert first_start + 10_000 - end <= round(delay * 1000) <= first_end + 10_000 - start
+    # A third message gets the slot after it, 20 s after the first send: no two share a slot.
+    sid3, mid3 = pending_reply(store, "+15550000007")
     start = now_ms()
-    assert sender.deliver(sid2, mid2) == "throttled"
+    assert sender.deliver(sid3, mid3) == "throttled"
     end = now_ms()
-    assert slot_earliest - end <= round(later.asked[-1][3] * 1000) <= slot_latest - start
-    assert len(recorder.sent) == 1
+    assert first_start + 20_000 - end <= round(later.asked[-1][3] * 1000) <= first_end + 20_000 - start
+    # When its time comes, the held slot is used as it is: sent, and no later slot is taken.
+    assert sender.deliver(sid2, mid2, 0, slot_held=True) == "sent"
+    assert [m.to for m in recorder.sent] == ["+15550000009", "+15550000008"]
+    sid4, mid4 = pending_reply(store, "+15550000006")
+    start = now_ms()
+    assert sender.deliver(sid4, mid4) == "throttled"
+    end = now_ms()
+    assert first_start + 30_000 - end <= round(later.asked[-1][3] * 1000) <= first_end + 30_000 - start
 
 
 def test_delivering_twice_sends_once(store: Store) -> None:

@@ -1,13 +1,15 @@
--- Per-sender send rate (GCRA): reserve `n` send slots for a sender number if the wait is at
--- most max_wait_ms, so bursts queue with us, not as Twilio 429s. Returns {reserved, wait_ms}:
--- reserved = 1 means send after wait_ms; 0 means nothing was reserved, come back in wait_ms.
+-- Per-sender send rate (GCRA): reserve the next `n` send slots of a sender number, so bursts
+-- queue with us, not as Twilio 429s. Returns {kind, wait_ms}: kind 1 = send after wait_ms
+-- (at most max_wait_ms: the caller waits); kind 2 = the slots are held for wait_ms from now
+-- (the caller comes back exactly then and sends without asking again), so a backlog costs one
+-- reservation per message and drains at the rate, not a herd re-asking for the next slot.
 -- ARGV = sender, interval_ms (1000 / messages per second), n, now_ms, max_wait_ms
 local key = P .. 'mps:' .. ARGV[1]
 local interval, n, now, max_wait = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local tat = tonumber(redis.call('GET', key) or '0')
 if tat < now then tat = now end
 local wait = tat - now
-if wait > max_wait then return {0, math.ceil(wait)} end
 local new_tat = tat + interval * n
 redis.call('SET', key, new_tat, 'PX', math.max(1, math.ceil(new_tat - now + 1000)))
+if wait > max_wait then return {2, math.ceil(wait)} end
 return {1, math.ceil(wait)}

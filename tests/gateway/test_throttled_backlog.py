@@ -1,0 +1,71 @@
+"""A backlog for one sender's rate waits in Redis at its held slots: each reply is throttled
+at most once and sent exactly once, however the scheduled retries line up."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import respx
+from rq.registry import ScheduledJobRegistry
+from starlette.testclient import TestClient
+
+from agent_core.settings import TwilioSettings
+from tests.channels.twilio.wire import ACCOUNT_SID, AUTH_TOKEN, MESSAGES_PATH, sms_form
+from tests.conftest import LLM_BASE, drain
+from tests.fakes import FakeLLM
+from tests.gateway.test_twilio import run_scheduled
+from tests.twilio_helpers import FakeTwilioREST, post_webhook
+from workers.queues import OUTBOUND
+
+AGENT_NUMBER = "+15550001111"
+CUSTOMERS = [f"+1555765{i:04d}" for i in range(8)]
+
+
+@pytest.fixture
+def llm_key() -> str:
+    return "sk-test"
+
+
+@pytest.fixture
+def twilio_settings() -> TwilioSettings:
+    # One send slot every 0.5 s, so all but the first replies wait beyond the worker's 0.25 s.
+    return TwilioSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        account_sid=ACCOUNT_SID,
+        auth_token=AUTH_TOKEN,
+        api_base_url="https://api.twilio.com",
+        messages_per_second=2,
+    )
+
+
+@pytest.fixture
+def twilio() -> Iterator[FakeTwilioREST]:
+    fake, llm = FakeTwilioREST(), FakeLLM()
+    with respx.mock(assert_all_called=False) as router:
+        router.post(f"{LLM_BASE}/chat/completions").mock(side_effect=llm.respond)
+        router.post(f"https://api.twilio.com{MESSAGES_PATH}").mock(side_effect=fake)
+        yield fake
+
+
+def test_a_throttled_backlog_is_sent_once_each_at_held_slots(
+    client: TestClient, admin: dict[str, str], twilio: FakeTwilioREST, ctx: Any
+) -> None:
+    body = {"name": "Rate", "channels": {"numbers": [AGENT_NUMBER]}, "debounce_ms": 0}
+    assert client.post("/v1/agents", json=body, headers=admin).status_code == 200
+    for number in CUSTOMERS:
+        assert (
+            post_webhook(client, "/twilio/messages", sms_form(From=number, Body=f"hi from {number}")).status_code == 200
+        )
+    drain(ctx)
+    scheduled = ScheduledJobRegistry(OUTBOUND, connection=ctx.rq_redis)
+    sent_now = len(twilio.requests)
+    # The sender's rate let the first reply (or two) through; each other one holds a slot.
+    assert 1 <= sent_now < len(CUSTOMERS)
+    assert scheduled.count == len(CUSTOMERS) - sent_now
+    # Every held reply runs once, even all at once (the scheduler fast-forwarded): none is
+    # throttled again, none is sent twice.
+    run_scheduled(ctx)
+    assert scheduled.count == 0
+    assert sorted(r["To"] for r in twilio.requests) == sorted(CUSTOMERS)
