@@ -158,19 +158,6 @@ class Recorder(Protocol):
     def count(self, metric: Counter, *labels: str) -> None: ...
 
 
-class NoMetrics:
-    """A Recorder that keeps nothing."""
-
-    def observe(self, metric: Histogram, value: float, *labels: str) -> None:
-        return None
-
-    def count(self, metric: Counter, *labels: str) -> None:
-        return None
-
-
-NO_METRICS = NoMetrics()
-
-
 class Tally:
     """A Recorder that adds observations up in memory (thread-safe: a worker process runs
     jobs on several threads); `flush` writes the increments to Redis in one round trip."""

@@ -1,4 +1,5 @@
-"""Redis key names, all of them (the Lua scripts build the same names from the `gw:` prefix).
+"""Redis key names the store's Python builds (the Lua scripts build theirs — and these, where
+they share them — from the same `gw:` prefix; lua/lib.lua).
 
 Private to `agent_core.store`: everything else asks the store's operations.
 """
@@ -55,20 +56,12 @@ def agent(agent_id: str) -> str:
     return f"{P}agent:{agent_id}"
 
 
-def agent_runtime(agent_id: str) -> str:
-    return f"{P}agentrt:{agent_id}"
-
-
 def token(digest: str) -> str:
     return f"{P}token:{digest}"
 
 
 def dedupe(namespace: str, value: str) -> str:
     return f"{P}dedupe:{namespace}:{value}"
-
-
-def turn_lock(sid: str) -> str:
-    return f"{P}turn:lock:{sid}"
 
 
 def channel_message(channel_message_id: str) -> str:
