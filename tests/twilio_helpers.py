@@ -11,6 +11,7 @@ import httpx
 from starlette.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
+from agent_core.settings import TwilioSettings
 from tests.channels.twilio.wire import ACCOUNT_SID, AUTH_TOKEN, MESSAGES_PATH, created, error_body, single_fields
 from tests.conftest import PUBLIC_URL
 
@@ -58,6 +59,17 @@ class FakeTwilioREST:
     @property
     def bodies(self) -> list[str]:
         return [r.get("Body", "") for r in self.requests]
+
+
+def twilio_settings(messages_per_second: float = 1000) -> TwilioSettings:
+    """Twilio configured with the test account, REST calls to api.twilio.com (mocked with respx)."""
+    return TwilioSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        account_sid=ACCOUNT_SID,
+        auth_token=AUTH_TOKEN,
+        api_base_url="https://api.twilio.com",
+        messages_per_second=messages_per_second,
+    )
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 10.0) -> Any:

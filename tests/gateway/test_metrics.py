@@ -20,11 +20,12 @@ from starlette.testclient import TestClient
 from agent_core.settings import Settings, TwilioSettings
 from channels.twilio.forms import status_form
 from gateway.app import create_app
-from tests.channels.twilio.wire import ACCOUNT_SID, AUTH_TOKEN, MESSAGES_PATH, sms_form
+from tests.channels.twilio.wire import ACCOUNT_SID, MESSAGES_PATH, sms_form
 from tests.conftest import LLM_BASE, drain
 from tests.fakes import echo, free_port, last_user_text
 from tests.helpers import eventually, thread
 from tests.twilio_helpers import FakeTwilioREST, post_webhook
+from tests.twilio_helpers import twilio_settings as twilio_settings_for
 from workers import jobs
 
 AGENT_NUMBER = "+15550001111"
@@ -48,13 +49,7 @@ def settings(settings: Settings) -> Settings:
 
 @pytest.fixture
 def twilio_settings() -> TwilioSettings:
-    return TwilioSettings(
-        _env_file=None,  # type: ignore[call-arg]
-        account_sid=ACCOUNT_SID,
-        auth_token=AUTH_TOKEN,
-        api_base_url="https://api.twilio.com",
-        messages_per_second=1000,
-    )
+    return twilio_settings_for()
 
 
 def scrape_text(text: str) -> Samples:

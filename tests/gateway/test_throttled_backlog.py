@@ -12,11 +12,12 @@ from rq.registry import ScheduledJobRegistry
 from starlette.testclient import TestClient
 
 from agent_core.settings import TwilioSettings
-from tests.channels.twilio.wire import ACCOUNT_SID, AUTH_TOKEN, MESSAGES_PATH, sms_form
+from tests.channels.twilio.wire import MESSAGES_PATH, sms_form
 from tests.conftest import LLM_BASE, drain
 from tests.fakes import FakeLLM
 from tests.gateway.test_twilio import run_scheduled
 from tests.twilio_helpers import FakeTwilioREST, post_webhook
+from tests.twilio_helpers import twilio_settings as twilio_settings_for
 from workers.queues import OUTBOUND
 
 AGENT_NUMBER = "+15550001111"
@@ -31,13 +32,7 @@ def llm_key() -> str:
 @pytest.fixture
 def twilio_settings() -> TwilioSettings:
     # One send slot every 0.5 s, so all but the first replies wait beyond the worker's 0.25 s.
-    return TwilioSettings(
-        _env_file=None,  # type: ignore[call-arg]
-        account_sid=ACCOUNT_SID,
-        auth_token=AUTH_TOKEN,
-        api_base_url="https://api.twilio.com",
-        messages_per_second=2,
-    )
+    return twilio_settings_for(2)
 
 
 @pytest.fixture

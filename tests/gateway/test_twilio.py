@@ -19,11 +19,12 @@ from agent_core.models import Role
 from agent_core.settings import TwilioSettings
 from agent_core.store import Change, sessions
 from channels.twilio.forms import status_form
-from tests.channels.twilio.wire import ACCOUNT_SID, AUTH_TOKEN, MESSAGES_PATH, created, sid, sms_form, whatsapp_form
+from tests.channels.twilio.wire import ACCOUNT_SID, MESSAGES_PATH, created, sid, sms_form, whatsapp_form
 from tests.conftest import LLM_BASE, PUBLIC_URL, drain
 from tests.fakes import FakeLLM, completion
 from tests.helpers import eventually, thread
 from tests.twilio_helpers import FakeTwilioREST, post_webhook
+from tests.twilio_helpers import twilio_settings as twilio_settings_for
 from workers.queues import ALL_QUEUES
 
 AGENT_NUMBER = "+15550001111"
@@ -37,13 +38,7 @@ def llm_key() -> str:
 
 @pytest.fixture
 def twilio_settings() -> TwilioSettings:
-    return TwilioSettings(
-        _env_file=None,  # type: ignore[call-arg]
-        account_sid=ACCOUNT_SID,
-        auth_token=AUTH_TOKEN,
-        api_base_url="https://api.twilio.com",
-        messages_per_second=1000,
-    )
+    return twilio_settings_for()
 
 
 @pytest.fixture
