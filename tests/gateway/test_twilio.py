@@ -583,3 +583,36 @@ def test_an_opt_out_holds_on_its_own_channel_only(
     assert s["opted_out"] is True and s["channel"] == "sms"
     assert len(twilio.requests) == 1
     assert [m["text"] for m in messages_of(client, admin, s["id"])][-1] == "Still there by SMS?"
+
+
+def test_a_reply_whose_worker_died_before_sending_is_delivered_by_the_task_sweep_once(
+    client: TestClient, admin: dict[str, str], agent: dict[str, Any], twilio: FakeTwilioREST, ctx: Any
+) -> None:
+    from agent_core.store import Task, Work, tasks
+    from agent_core.store.work import GRACE_MS
+    from workers.queues import enqueue_work
+
+    later = time.time() * 1000 + GRACE_MS[Task.deliver] + 1_000
+    # A delivered reply settles its safety entry: nothing comes due for it.
+    post_webhook(client, "/twilio/messages", sms_form(Body="first"))
+    drain(ctx)
+    assert len(twilio.requests) == 1
+    assert ctx.store.run(tasks.claim_due(at_ms=later)) == []
+    # The turn stores its reply, then its worker dies before the inline delivery.
+    deliver, ctx.turn_deps.deliver = ctx.turn_deps.deliver, None
+    try:
+        post_webhook(client, "/twilio/messages", sms_form(Body="second"))
+        drain(ctx)
+    finally:
+        ctx.turn_deps.deliver = deliver
+    s = only_session(client, admin)
+    reply = thread(client, admin, s["id"])[-1]
+    assert reply["delivery"]["status"] == "pending" and len(twilio.requests) == 1
+    assert ctx.store.run(tasks.claim_due(at_ms=time.time() * 1000)) == []  # not before its grace
+    due = ctx.store.run(tasks.claim_due(at_ms=later))
+    assert due == [Work.deliver(s["id"], reply["id"])]
+    for work in due:
+        enqueue_work(ctx.rq_redis, work)
+    drain(ctx)
+    assert [r["Body"] for r in twilio.requests][-1] == "echo: second" and len(twilio.requests) == 2
+    assert thread(client, admin, s["id"])[-1]["delivery"]["status"] == "queued"
