@@ -343,12 +343,6 @@ def open_sessions_of(customer_id: str, agent_ids: Iterable[str]) -> Op[dict[str,
     return {a: s for a, s in zip(ids, sids, strict=True) if s}
 
 
-def whispers(sid: str) -> Op[list[str]]:
-    """The operator guidance of a session, oldest first (the newest WHISPERS_KEEP)."""
-    raws = yield Cmd("LRANGE", keys.whispers(sid), 0, -1)
-    return [json.loads(r)["text"] for r in raws]
-
-
 class WriteStatus(StrEnum):
     ok = "ok"
     conflict = "conflict"
