@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -395,7 +396,7 @@ def place(store: Store, p: Placement, call_id: str, attempt: int = 0) -> str:
 def _place_with_provider(store: Store, p: Placement, agent: Agent, session: Session, call: Call, attempt: int) -> str:
     request = OutboundCall(
         to=call.to,
-        from_=call.from_number or agent.escalation.from_number or "",
+        from_number=call.from_number or agent.escalation.from_number or "",
         url=p.public_url(f"/twilio/voice/{call.id}"),
         status_callback=p.public_url("/twilio/voice/status"),
         time_limit_s=agent.escalation.max_call_s,
@@ -443,8 +444,6 @@ def _event_data(call: Call, status: CallStatus, sid: str | None) -> dict[str, An
 
 
 def _hand_to_external(store: Store, p: Placement, agent: Agent, call: Call, summary: str, attempt: int) -> str:
-    import json
-
     hook = agent.webhook
     url = agent.escalation.webhook_url
     assert url is not None

@@ -293,10 +293,10 @@ class OutboundCall(BaseModel):
     """A call to place: who to call, from which number, where the provider fetches the call's
     instructions (`url`) and reports progress (`status_callback`), and the longest it may last."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    model_config = ConfigDict(frozen=True)
 
     to: str
-    from_: str = Field(alias="from")
+    from_number: str
     url: str
     status_callback: str
     time_limit_s: int

@@ -157,16 +157,11 @@ def by_call_sid(call_sid: str) -> Op[str | None]:
 
 
 def count_silence(call_id: str, silent: bool) -> Op[int]:
-    """Silent turns in a row (reset when the caller speaks)."""
+    """Silent turns in a row (a write setting `silences` to 0 resets it when the caller speaks)."""
     if not silent:
         yield Cmd("HSET", keys.call(call_id), "silences", 0)
         return 0
     n = yield Cmd("HINCRBY", keys.call(call_id), "silences", 1)
-    return int(n)
-
-
-def next_turn(call_id: str) -> Op[int]:
-    n = yield Cmd("HINCRBY", keys.call(call_id), "turns", 1)
     return int(n)
 
 

@@ -36,7 +36,7 @@ def create_call_params(call: OutboundCall) -> dict[str, object]:
     """The SDK's `calls.create` keyword arguments for `call`."""
     return {
         "to": call.to,
-        "from_": call.from_,
+        "from_": call.from_number,
         "url": call.url,
         "status_callback": call.status_callback,
         "status_callback_event": list(STATUS_EVENTS),

@@ -62,7 +62,7 @@ class DevCallPlacer:
                 "kind": "call",
                 "not_sent": CALL_NOT_PLACED,
                 "to": call.to,
-                "from": call.from_,
+                "from": call.from_number,
                 "url": call.url,
                 "status_callback": call.status_callback,
                 "time_limit_s": call.time_limit_s,

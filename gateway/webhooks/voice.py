@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -184,19 +185,20 @@ async def turn(request: Request) -> Response:
         return await _collect(request, view, pending, int(request.query_params.get("n") or "1"))
     store: AsyncStore = request.app.state.store
     said = voice.clean_speech(caller.speech) or (voice.dtmf_text(caller.digits) if caller.digits else "")
-    silences = await store.run(stored.count_silence(view.call.id, not said))
     if not said:
+        silences = await store.run(stored.count_silence(view.call.id, True))
         if silences >= voice.SILENCES_BEFORE_GOODBYE:
             await voice.record(store, view.call.id, voice.entry("agent", voice.SILENCE_GOODBYE))
             return _goodbye(voice.SILENCE_GOODBYE, view)
         return _say(request, view, VoiceReply(voice.SILENCE_PROMPT))
     said_entry = voice.entry("customer", said)
-    await voice.record(store, view.call.id, said_entry)
+    # The caller spoke: the silences in a row start again from zero, in the same write.
+    await store.run(stored.write(view.call.id, CallWrite(set={"silences": 0}, transcript=[said_entry])))
     view.call = view.call.model_copy(
         update={"transcript": [*view.call.transcript, escalation.TranscriptEntry.model_validate(said_entry)]}
     )
     rt = _rt(request)
-    number = await store.run(stored.next_turn(view.call.id))
+    number = uuid.uuid4().hex[:12]
     state = _Turn()
     task = asyncio.create_task(_gather_turn(rt.deps, view, said, str(number), state))
     rt.running.add(task)

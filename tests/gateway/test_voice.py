@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 
 from agent_core.calls import CallError, request_call
 from agent_core.settings import TwilioSettings
-from agent_core.store import Store, agents
+from agent_core.store import Store, agents, keys
 from channels.twilio.voice import call_status_form, voice_form
 from tests.channels.twilio.wire import ACCOUNT_SID, MESSAGES_PATH, error_body, sms_form
 from tests.conftest import PUBLIC_URL, drain
@@ -395,3 +395,7 @@ def test_external_voice_agent_gets_a_signed_request_and_its_result_finishes_the_
     assert again.status_code == 422
     session = the_session(client, admin)
     assert session["metadata"]["context"][-1] == "Phone call summary: Refund agreed."
+    events = [json.loads(e) for e in ctx.redis.lrange(keys.OUTBOX, 0, -1)]
+    completed = [e for e in events if e["type"] == "call.completed"]
+    assert len(completed) == 1 and completed[0]["data"]["summary"] == "Refund agreed."
+    assert completed[0]["data"]["call_id"] == cid

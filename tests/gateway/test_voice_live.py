@@ -51,10 +51,12 @@ class PacedLLM:
     last_s: float = 1.0
     finished_at: list[float] = field(default_factory=list)
     first_at: list[float] = field(default_factory=list)
+    bodies: list[dict[str, Any]] = field(default_factory=list)
 
     def app(self) -> Starlette:
         async def chat(request: Request) -> Response:
             body = await request.json()
+            self.bodies.append(body)
             if not body.get("stream"):
                 return JSONResponse(completion("Summary: the customer asked about refunds."))
             said = last_user_text(body)
@@ -289,3 +291,45 @@ def test_slow_model_in_a_gather_turn_gets_a_filler_and_redirect_then_the_answer(
     assert 1 <= redirects <= 3
     assert "".join(REPLY) in " ".join(s.text or "" for s in root.iter("Say")), r.text
     assert root.find("Gather") is not None
+
+
+def test_a_dropped_socket_keeps_what_was_sent_and_whispers_reach_the_voice_agent(
+    live: tuple[Any, str], admin_live: dict[str, str], paced: tuple[PacedLLM, Served], redis_url: str
+) -> None:
+    from agent_core.store.connection import sync_client
+
+    base = live[1]
+    llm = paced[0]
+    store = Store(sync_client(redis_url))
+    token = store.run(health.dev_twilio_token())
+    call_id, sid = start_call(base, admin_live, "conversation_relay")
+    drain(context.get())
+    with httpx.Client(base_url=base, headers=admin_live) as http:
+        r = http.post(f"/v1/chat/session/{sid}/support", json={"command": "whisper", "message": "Offer a 10% voucher"})
+        assert r.status_code == 200, r.text
+    call_sid = "CA" + "c" * 32
+    form = voice_form(call_sid=call_sid, account_sid=ACCOUNT, from_=AGENT_NUMBER, to=CUSTOMER)
+    signed_post(base, token, f"/twilio/voice/{call_id}", form)
+    advertised = f"wss://gw.example.com/twilio/voice/{call_id}/relay"
+    socket_url = f"ws://127.0.0.1:{base.rsplit(':', 1)[1]}/twilio/voice/{call_id}/relay"
+    signature = RequestValidator(token).compute_signature(advertised, {})
+    with connect(socket_url, additional_headers={"X-Twilio-Signature": signature}) as ws:
+        ws.send(frames.setup_message(call_sid=call_sid, account_sid=ACCOUNT, from_=AGENT_NUMBER, to=CUSTOMER))
+        ws.send(frames.prompt_message("Can I get a refund?"))
+        assert frames.read_sent(ws.recv(timeout=5)).token == REPLY[0]
+    # The socket dropped mid-reply: the turn is cancelled and the transcript keeps what was sent.
+    system = next(b for b in reversed(llm.bodies) if b.get("stream"))["messages"][0]["content"]
+    assert "Offer a 10% voucher" in system and "phone call" in system
+
+    def transcript() -> list[dict[str, Any]]:
+        with httpx.Client(base_url=base, headers=admin_live) as http:
+            return http.get(f"/v1/calls/{call_id}").json()["data"]["transcript"]  # type: ignore[no-any-return]
+
+    deadline = time.monotonic() + 5
+    while len(transcript()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    last = transcript()[-1]
+    assert last["role"] == "agent" and last["interrupted"] is True
+    assert last["text"].startswith("Our") and last["text"] != "".join(REPLY).strip()
+    time.sleep(1.2)
+    assert len(transcript()) == 3
