@@ -214,3 +214,23 @@ def page(
 def truncate_last(call_id: str, entry: Mapping[str, Any]) -> Op[None]:
     """Replace the transcript's last entry (a reply the caller heard only part of)."""
     yield Cmd("LSET", keys.call_transcript(call_id), -1, json.dumps(entry, ensure_ascii=False))
+
+
+def remove_of_session(sid: str) -> Op[int]:
+    """Erase a session's calls: hashes, transcripts, CallSid mappings and index entries."""
+    ids = yield Cmd("ZRANGE", keys.call_index(f"session:{sid}"), 0, -1)
+    if not ids:
+        return 0
+    rows = yield Batch(*(Cmd("HMGET", keys.call(cid), "agent_id", "twilio_call_sid") for cid in ids))
+    cmds: list[Cmd] = []
+    for cid, (agent_id, call_sid) in zip(ids, rows, strict=True):
+        cmds += [
+            Cmd("DEL", keys.call(cid), keys.call_transcript(cid)),
+            Cmd("ZREM", keys.call_index("all"), cid),
+            Cmd("ZREM", keys.call_index(f"agent:{agent_id}"), cid),
+        ]
+        if call_sid:
+            cmds.append(Cmd("DEL", keys.call_by_sid(call_sid)))
+    cmds.append(Cmd("DEL", keys.call_index(f"session:{sid}")))
+    yield Batch(*cmds)
+    return len(ids)

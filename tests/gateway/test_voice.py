@@ -40,7 +40,8 @@ class FakeCalls:
 
     def __init__(self) -> None:
         self.requests: list[dict[str, list[str]]] = []
-        self.script: list[httpx.Response] = []
+        # Scripted answers: a response, or a transport error raised as httpx would.
+        self.script: list[httpx.Response | httpx.TransportError] = []
         self.lock = threading.Lock()
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -48,7 +49,11 @@ class FakeCalls:
         with self.lock:
             self.requests.append(form)
             if self.script:
-                return self.script.pop(0)
+                scripted = self.script.pop(0)
+                if isinstance(scripted, httpx.TransportError):
+                    scripted.request = request
+                    raise scripted
+                return scripted
         sid = "CA" + f"{len(self.requests):032x}"
         resource = {
             "sid": sid,
@@ -399,3 +404,40 @@ def test_external_voice_agent_gets_a_signed_request_and_its_result_finishes_the_
     completed = [e for e in events if e["type"] == "call.completed"]
     assert len(completed) == 1 and completed[0]["data"]["summary"] == "Refund agreed."
     assert completed[0]["data"]["call_id"] == cid
+
+
+def test_erasing_the_customer_erases_their_calls(
+    client: TestClient, admin: dict[str, str], agent: dict[str, Any], ctx: Any, calls: FakeCalls
+) -> None:
+    call = consent_call(client, admin, ctx)["calls"][0]
+    r = client.delete(f"/v1/customers/{urllib.parse.quote(CUSTOMER)}", headers=admin)
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["removed"]["calls"] == 1
+    assert client.get(f"/v1/calls/{call['id']}", headers=admin).status_code == 404
+    assert client.get("/v1/calls", headers=admin).json()["data"]["items"] == []
+    assert status(client, call["twilio_call_sid"], "completed", 3, duration=5) == 200
+    assert [k for k in ctx.redis.scan_iter("gw:call*") if not k.startswith("gw:callseq")] == []
+
+
+def test_unreachable_twilio_is_retried_but_a_lost_answer_never_places_a_second_call(
+    client: TestClient, admin: dict[str, str], agent: dict[str, Any], ctx: Any, calls: FakeCalls
+) -> None:
+    from tests.gateway.test_twilio import run_scheduled
+
+    calls.script.append(httpx.ConnectError("connection refused"))
+    text_in(client, "yes, call me")
+    drain(ctx)
+    run_scheduled(ctx)
+    call = the_session(client, admin)["calls"][0]
+    assert len(calls.requests) == 2 and call["twilio_call_sid"] and call["status"] == "queued"
+    # The call ends; a second trigger's request reaches Twilio but its answer is lost.
+    assert status(client, call["twilio_call_sid"], "completed", 3, duration=3) == 200
+    drain(ctx)
+    calls.script.append(httpx.ReadTimeout("no answer"))
+    r = client.post(f"/v1/chat/session/{call['session_id']}/call", json={}, headers=admin)
+    assert r.status_code == 202
+    drain(ctx)
+    run_scheduled(ctx)
+    assert len(calls.requests) == 3
+    second = client.get(f"/v1/calls/{r.json()['data']['id']}", headers=admin).json()["data"]
+    assert second["status"] == "failed" and "never placed" in second["error_message"]
