@@ -185,8 +185,10 @@ def _number(session: Session, to: str | None, field: str) -> str:
 def request_call(*, session_id: str, agent: Agent, reason: str | None, to: str | None, by: str) -> Op[Call]:
     """Start an escalation call for the session, or raise CallError saying why not (§8):
     escalation disabled, the customer opted out, no valid number, the session closed, or a
-    call already live (checked and set atomically with the call's creation)."""
-    field = "phone_number" if by == "agent" else "to"
+    call already live (checked and set atomically with the call's creation). `by` is who
+    asked: "agent" (the tool), "widget", or an operator's identity."""
+    # The tool's and the widget's argument is `phone_number`; the API's body field is `to`.
+    field = "phone_number" if by in ("agent", "widget") else "to"
     esc = agent.escalation
     if not esc.enabled:
         raise CallError(f"escalation: phone calls are disabled for agent '{agent.id}'")

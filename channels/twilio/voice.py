@@ -41,7 +41,7 @@ def _say(node: object, text: str, speech: Speech) -> None:
 
 def _gather(response: VoiceResponse, action: str, speech: Speech, text: str) -> None:
     gather = response.gather(
-        input="speech dtmf",
+        input="speech",
         action=action,
         method="POST",
         speech_timeout=SPEECH_TIMEOUT,

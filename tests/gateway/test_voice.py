@@ -309,7 +309,7 @@ def test_gather_call_loop_through_signed_webhooks_comes_back_into_the_chat(
     assert status(client, csid, "ringing", 1) == 200
     root = voice(client, f"/twilio/voice/{cid}", csid)
     gather = root.find("Gather")
-    assert gather is not None and gather.get("input") == "speech dtmf"
+    assert gather is not None and gather.get("input") == "speech"
     assert gather.get("action") == f"{PUBLIC_URL}/twilio/voice/{cid}/turn"
     assert "Acme" in said(root) and "parcel" in said(root)
     assert status(client, csid, "in-progress", 2) == 200
@@ -374,7 +374,11 @@ def test_external_voice_agent_gets_a_signed_request_and_its_result_finishes_the_
             "channels": {"numbers": [AGENT_NUMBER]},
             "debounce_ms": 0,
             "llm": {"provider": "offline"},
-            "webhook": {"url": "https://hooks.example.com/e", "secret": "s3cret-value", "events": ["call.completed"]},
+            "webhook": {
+                "url": "https://hooks.example.com/e",
+                "secret": "s3cret-value",
+                "events": ["call.started", "call.completed"],
+            },
             "escalation": {"enabled": True, "webhook_url": "https://voice.example.com/hook"},
         }
         assert client.post("/v1/agents", json=body, headers=admin).status_code == 200
@@ -401,6 +405,7 @@ def test_external_voice_agent_gets_a_signed_request_and_its_result_finishes_the_
     session = the_session(client, admin)
     assert session["metadata"]["context"][-1] == "Phone call summary: Refund agreed."
     events = [json.loads(e) for e in ctx.redis.lrange(keys.OUTBOX, 0, -1)]
+    assert [e["type"] for e in events if e["type"].startswith("call.")] == ["call.started", "call.completed"]
     completed = [e for e in events if e["type"] == "call.completed"]
     assert len(completed) == 1 and completed[0]["data"]["summary"] == "Refund agreed."
     assert completed[0]["data"]["call_id"] == cid
@@ -441,3 +446,15 @@ def test_unreachable_twilio_is_retried_but_a_lost_answer_never_places_a_second_c
     assert len(calls.requests) == 3
     second = client.get(f"/v1/calls/{r.json()['data']['id']}", headers=admin).json()["data"]
     assert second["status"] == "failed" and "never placed" in second["error_message"]
+
+
+def test_the_agent_ends_a_gather_call_with_end_call(
+    client: TestClient, admin: dict[str, str], agent: dict[str, Any], ctx: Any, calls: FakeCalls
+) -> None:
+    call = consent_call(client, admin, ctx)["calls"][0]
+    cid, csid = call["id"], call["twilio_call_sid"]
+    voice(client, f"/twilio/voice/{cid}", csid)
+    root = voice(client, f"/twilio/voice/{cid}/turn", csid, SpeechResult="That's all, thanks, bye")
+    assert root.find("Hangup") is not None and root.find("Gather") is None
+    assert "Goodbye" in said(root)
+    assert client.get(f"/v1/calls/{cid}", headers=admin).json()["data"]["transcript"][-1]["text"] == said(root)
