@@ -213,6 +213,10 @@ async def turn(request: Request) -> Response:
             url = _url(request, f"/twilio/voice/{view.call.id}/turn", f"pending={number}&n=1")
             return _twiml(say_and_redirect(voice.FILLER, url=url, speech=_speech(view.agent)))
         reply = task.result()
+    except Exception:
+        # The caller must hear something: a 5xx is a dead line (Twilio plays its error message).
+        log.exception("voice turn failed", call_id=view.call.id)
+        reply = VoiceReply(voice.APOLOGY)
     return _say(request, view, reply)
 
 
