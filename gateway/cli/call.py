@@ -31,6 +31,8 @@ from gateway.cli.chat import DEV_ACCOUNT_SID, NOT_FOUND_HINT, Target, find_gatew
 
 PRESS = "/press "
 HANG_UP = "/hangup"
+# The relay sends `end` right after the goodbye's last text frame.
+END_WAIT_S = 0.5
 
 
 class Callee:
@@ -175,7 +177,20 @@ class Callee:
                 print(sent.token, end="", flush=True)
                 if sent.last:
                     print(flush=True)
-                    return False
+                    return _ends_now(ws)
+
+
+def _ends_now(ws: object) -> bool:
+    """Whether an `end` frame follows the reply at once (the agent said goodbye and hangs up)."""
+    from websockets.exceptions import ConnectionClosed
+
+    try:
+        following = ws.recv(timeout=END_WAIT_S)  # type: ignore[attr-defined]
+    except TimeoutError:
+        return False
+    except ConnectionClosed:
+        return True
+    return frames.read_sent(following).kind == "end"
 
 
 def _read(lines: Iterator[str]) -> str | None:

@@ -64,7 +64,36 @@ def test_chatgw_call_plays_the_callee_and_the_summary_comes_back_into_the_chat(t
         session = httpx.get(f"{base}/v1/chat/session/{call['session_id']}", headers=operator).json()["data"]
         assert session["metadata"]["context"][-1].startswith("Phone call summary:")
         assert session["calls"][0]["id"] == call_id
-        time.sleep(0.1)
+
+        # An agent on ConversationRelay: `chatgw call` talks over the signed socket.
+        admin = {"API-Token": re.search(r"Admin token:\s+(\S+)", banner).group(1)}  # type: ignore[union-attr]
+        escalation = {"enabled": True, "from_number": "+15550002222", "voice_transport": "conversation_relay"}
+        agent = httpx.post(f"{base}/v1/agents", json={"name": "Relay", "escalation": escalation}, headers=admin)
+        agent_id = agent.json()["data"]["id"]
+        sid = httpx.post(
+            f"{base}/v1/chat/session", json={"agent_uuid": agent_id, "customer_id": "web-1"}, headers=admin
+        ).json()["data"]["id"]
+        r = httpx.post(f"{base}/v1/chat/session/{sid}/call", json={"to": "+15557650000"}, headers=admin)
+        relay_call = r.json()["data"]["id"]
+        deadline = time.monotonic() + 20
+        while not httpx.get(f"{base}/v1/calls/{relay_call}", headers=admin).json()["data"]["twilio_call_sid"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        callee = subprocess.run(
+            [str(procs.BIN / "chatgw"), "call", relay_call],
+            input="what are your shipping options\nbye\n",
+            env=environ,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert callee.returncode == 0, callee.stderr
+        assert "agent> Hi, this is Relay" in callee.stdout, callee.stdout
+        assert "(the agent hung up)" in callee.stdout and "(call ended" in callee.stdout
+        done = httpx.get(f"{base}/v1/calls/{relay_call}", headers=admin).json()["data"]
+        assert done["status"] == "completed"
+        assert [t["role"] for t in done["transcript"]][:3] == ["agent", "customer", "agent"]
     finally:
         os.killpg(up.pid, signal.SIGINT)
         assert up.wait(30) == 0
