@@ -285,7 +285,10 @@ class RelaySession:
     async def run(self) -> None:
         try:
             while not self.ended:
-                raw = await self.ws.receive_text()
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                raw = message.get("text") or message.get("bytes") or ""
                 try:
                     frame = frames.parse_frame(raw)
                 except InvalidTwilioRequest as exc:
