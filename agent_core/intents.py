@@ -31,3 +31,19 @@ def asks_for_human(text: str, language: str = "en") -> bool:
 
 def agrees_to_call(text: str) -> bool:
     return bool(CALL_PATTERNS.search(text))
+
+
+GOODBYE_PATTERNS = re.compile(
+    r"\b(bye|goodbye|good bye|that'?s all|that is all|hang up|end the call|nothing else)\b", re.IGNORECASE
+)
+PHONE_NUMBER = re.compile(r"\+[1-9]\d{6,14}\b")
+
+
+def says_goodbye(text: str) -> bool:
+    return bool(GOODBYE_PATTERNS.search(text))
+
+
+def phone_number_in(text: str) -> str | None:
+    """An E.164 number the customer wrote (e.g. "call me at +15551234567")."""
+    found = PHONE_NUMBER.search(text.replace(" ", "").replace("-", ""))
+    return found.group(0) if found else None

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Re-exported: the domain's view of the channel-neutral models.
+from channels.models import CallStatus as CallStatus
 from channels.models import Channel as Channel
 from channels.models import DeliveryStatus as DeliveryStatus
 from channels.models import Keyword
@@ -249,6 +250,7 @@ class EscalationConfig(Strict):
     voice: str = Field(default="Polly.Joanna", max_length=100)
     language: str = Field(default="en-US", max_length=20)
     max_call_s: int = Field(default=600, ge=30, le=14_400)
+    voice_transport: Literal["gather", "conversation_relay"] = "gather"
     webhook_url: str | None = Field(default=None, json_schema_extra={"pattern": HTTP_URL_PATTERN})
 
     @field_validator("webhook_url")
@@ -273,7 +275,7 @@ class EscalationConfig(Strict):
 
 
 BUILTIN_TOOL_NAMES = frozenset(
-    {"request_human", "request_call", "search_knowledge", "transition", "set_field", "end_session"}
+    {"request_human", "request_call", "search_knowledge", "transition", "set_field", "end_session", "end_call"}
 )
 RESERVED_TOOL_NAMES: dict[str, Any] = {"enum": sorted(BUILTIN_TOOL_NAMES)}
 

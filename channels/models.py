@@ -249,3 +249,99 @@ class Sender(Protocol):
 
 
 Senders = dict[Channel, Sender]
+
+
+class CallStatus(StrEnum):
+    """A phone call's status (Twilio's Call resource values, channel-neutral here)."""
+
+    queued = "queued"
+    ringing = "ringing"
+    in_progress = "in-progress"
+    completed = "completed"
+    busy = "busy"
+    no_answer = "no-answer"
+    failed = "failed"
+    canceled = "canceled"
+
+    @property
+    def rank(self) -> int:
+        """Order of progress: callbacks arrive out of order and never move a call backwards."""
+        return _CALL_RANK[self]
+
+    @property
+    def terminal(self) -> bool:
+        return _CALL_RANK[self] >= _CALL_RANK[CallStatus.completed]
+
+    @property
+    def connected(self) -> bool:
+        return self is CallStatus.completed
+
+
+_CALL_RANK = {
+    CallStatus.queued: 0,
+    CallStatus.ringing: 1,
+    CallStatus.in_progress: 2,
+    CallStatus.completed: 3,
+    CallStatus.busy: 3,
+    CallStatus.no_answer: 3,
+    CallStatus.failed: 3,
+    CallStatus.canceled: 3,
+}
+
+
+class OutboundCall(BaseModel):
+    """A call to place: who to call, from which number, where the provider fetches the call's
+    instructions (`url`) and reports progress (`status_callback`), and the longest it may last."""
+
+    model_config = ConfigDict(frozen=True)
+
+    to: str
+    from_number: str
+    url: str
+    status_callback: str
+    time_limit_s: int
+
+
+class CallReceipt(BaseModel):
+    """What the provider answered when it accepted the call; `placed` False for the dev outbox."""
+
+    model_config = ConfigDict(frozen=True)
+
+    call_sid: str
+    status: CallStatus = CallStatus.queued
+    placed: bool = True
+
+
+class CallStatusUpdate(BaseModel):
+    """One call progress callback."""
+
+    model_config = ConfigDict(frozen=True)
+
+    call_sid: str
+    status: CallStatus
+    duration_s: int | None = None
+    sequence: int | None = None
+
+
+class CallerTurn(BaseModel):
+    """What the caller did on a voice webhook: said something (`speech`), pressed keys, or
+    nothing (silence)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    call_sid: str
+    speech: str = ""
+    digits: str = ""
+    confidence: float | None = None
+
+    @property
+    def silent(self) -> bool:
+        return not self.speech.strip() and not self.digits
+
+
+class CallPlacer(Protocol):
+    """Places outbound calls (Twilio's Calls API, or the dev outbox)."""
+
+    def place(self, call: OutboundCall) -> CallReceipt:
+        """Place one call; raise RetryableDeliveryError only when no call can have been created."""
+        ...

@@ -16,11 +16,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agent_core.llm import AsyncLLMProvider
 from agent_core.settings import Settings
 from agent_core.store import AsyncStore
 from agent_core.store.connection import async_client
 from agent_core.store.multiplex import MultiplexedRedis
 from gateway.api import agents as agents_api
+from gateway.api import calls as calls_api
 from gateway.api import chat as chat_api
 from gateway.api import customers as customers_api
 from gateway.api import events as events_api
@@ -32,6 +34,7 @@ from gateway.errors import EXCEPTION_HANDLERS, PayloadTooLarge, error_response
 from gateway.metrics import HTTPMetrics, WebMetrics
 from gateway.notifier import Notifier
 from gateway.webhooks import twilio as twilio_webhooks
+from gateway.webhooks import voice as voice_webhooks
 from workers.rqwire import RQJobFormat
 
 VERSION = "0.1.0"
@@ -42,7 +45,9 @@ def endpoints() -> list[Endpoint]:
     # The router tries routes in order: the webhooks and the inbound call, the hot paths, first.
     return [
         *twilio_webhooks.ENDPOINTS,
+        *voice_webhooks.ENDPOINTS,
         *chat_api.ENDPOINTS,
+        *calls_api.ENDPOINTS,
         *events_api.ENDPOINTS,
         *agents_api.ENDPOINTS,
         *customers_api.ENDPOINTS,
@@ -115,7 +120,8 @@ class RequestContext:
         await self.app(scope, receive, send_with_id)
 
 
-def create_app(settings: Settings, redis_url: str) -> Starlette:
+def create_app(settings: Settings, redis_url: str, voice_llm: AsyncLLMProvider | None = None) -> Starlette:
+    """`voice_llm` replaces the voice agent's model (benchmarks)."""
     eps = endpoints()
 
     @contextlib.asynccontextmanager
@@ -126,6 +132,7 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
         app.state.store = AsyncStore(client, fast, RQJobFormat())
         app.state.tokens = TokenCache(app.state.store, settings.app.token_cache_s)
         app.state.notifier = Notifier(client)
+        app.state.voice = voice_webhooks.runtime(settings, app.state.store, voice_llm)
         app.state.started_at = time.time()
         twilio = settings.twilio
         if twilio.configured:
@@ -147,6 +154,7 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
             yield
         finally:
             await app.state.notifier.stop()
+            await app.state.voice.close()
             if fast is not None:
                 await fast.close()
             await client.aclose()
@@ -163,7 +171,7 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
     async def not_found(request: Request, exc: Exception) -> Response:
         return error_response(404, [f"not found: {request.method} {request.url.path}"])
 
-    routes = [*build_routes(eps), Route("/openapi.json", openapi_json, methods=["GET"])]
+    routes = [*build_routes(eps), *voice_webhooks.WEBSOCKETS, Route("/openapi.json", openapi_json, methods=["GET"])]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import httpx
 import redis
 
-from agent_core import knowledge, lifecycle
+from agent_core import calls, knowledge, lifecycle
 from agent_core.delivery import Deliverer, DeliveryConfig, DeliveryOutcome
 from agent_core.llm import LLMProvider, OfflineProvider
 from agent_core.metrics import DELIVERY_SECONDS, LLM_RETRIES, ObservedProvider, ObservedSender, Tally
@@ -25,9 +25,9 @@ from agent_core.store import Store, outbound
 from agent_core.store.connection import sync_client
 from agent_core.tools import BUILTINS
 from agent_core.turns import LeaseKeeper, TurnDeps
-from channels.models import Sender, Senders
+from channels.models import CallPlacer, Sender, Senders
 from channels.twilio import webhook_url
-from channels.twilio.dev import DevOutboxSender
+from channels.twilio.dev import DevCallPlacer, DevOutboxSender
 from workers import queues
 from workers.rqwire import RQJobFormat
 
@@ -50,6 +50,7 @@ class WorkerContext:
     twilio_http: httpx.Client = field(init=False)
     senders: Senders = field(init=False)
     deliverer: Deliverer = field(init=False)
+    placement: calls.Placement = field(init=False)
 
     def __post_init__(self) -> None:
         self.redis = sync_client(self.redis_url)
@@ -108,7 +109,33 @@ class WorkerContext:
             deliver=self.deliver_reply,
             http=self.http,
             retrieve=lambda agent, query: knowledge.retrieve(self.store, agent.knowledge, query),
-            tools={**BUILTINS, "search_knowledge": knowledge.search_tool(self.store)},
+            tools={
+                **BUILTINS,
+                "search_knowledge": knowledge.search_tool(self.store),
+                "request_call": calls.request_call_tool(self.store),
+            },
+        )
+        base = self.settings.app.public_base_url
+        self.placement = calls.Placement(
+            provider_for=self.provider_for,
+            placer=self._call_placer(),
+            public_url=lambda path: webhook_url(base, path),
+            http=self.http,
+            retry_later=lambda call_id, attempt, delay: queues.place_call_later(self.rq_redis, call_id, attempt, delay),
+        )
+
+    def _call_placer(self) -> CallPlacer:
+        twilio = self.settings.twilio
+        if not twilio.configured:
+            return DevCallPlacer(lambda entry: self.store.run(outbound.dev_push(entry)), now_iso)
+        assert twilio.account_sid is not None and twilio.auth_token is not None
+        from channels.twilio.calls import TwilioCallPlacer
+
+        return TwilioCallPlacer(
+            twilio.account_sid,
+            twilio.auth_token.get_secret_value(),
+            http_client=self.twilio_http,
+            api_base_url=twilio.api_base_url,
         )
 
     def _messaging_sender(self) -> Sender:

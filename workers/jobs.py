@@ -9,7 +9,7 @@ import time
 import structlog
 from rq import get_current_job
 
-from agent_core import events, knowledge, lifecycle, turns
+from agent_core import calls, events, knowledge, lifecycle, turns
 from agent_core.metrics import EVENT_SECONDS, TURN_QUEUE_WAIT_SECONDS, TURN_SECONDS
 from agent_core.store import Task, agents, sessions, tasks
 from workers import context, queues
@@ -55,6 +55,21 @@ def deliver_message(session_id: str, message_id: str, attempt: int = 0, slot_hel
 def summarize_session(session_id: str) -> str:
     ctx = context.get()
     return lifecycle.summarize(ctx.store, ctx.provider_for, session_id)
+
+
+def place_call(call_id: str, attempt: int = 0) -> str:
+    """The escalation job (SPEC §8): summarise the chat, place the call once, tell the chat."""
+    ctx = context.get()
+    try:
+        return calls.place(ctx.store, ctx.placement, call_id, attempt)
+    finally:
+        ctx.flush_metrics()
+
+
+def finish_call(call_id: str) -> str:
+    """Write an ended call's outcome (summary, context, chat message, memory, event) once."""
+    ctx = context.get()
+    return calls.finish(ctx.store, ctx.provider_for, call_id)
 
 
 def index_document(document_id: str) -> str:

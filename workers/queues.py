@@ -47,6 +47,9 @@ JOBS: dict[Task, JobSpec] = {
     Task.deliver: JobSpec("workers.jobs.deliver_message", OUTBOUND, 0),
     Task.summary: JobSpec("workers.jobs.summarize_session", DEFAULT, 5),
     Task.index_document: JobSpec("workers.jobs.index_document", DEFAULT, 3),
+    # Placing a call reschedules its own retries (only those that cannot place a second call).
+    Task.place_call: JobSpec("workers.jobs.place_call", OUTBOUND, 0),
+    Task.finish_call: JobSpec("workers.jobs.finish_call", DEFAULT, 5),
 }
 
 
@@ -87,6 +90,17 @@ def deliver_later(
         message_id,
         attempt,
         slot_held,
+        result_ttl=0,
+        failure_ttl=FAILURE_TTL_S,
+    )
+
+
+def place_call_later(connection: redis.Redis, call_id: str, attempt: int, delay_s: float) -> None:
+    queue(OUTBOUND, connection).enqueue_in(
+        timedelta(seconds=delay_s),
+        JOBS[Task.place_call].func,
+        call_id,
+        attempt,
         result_ttl=0,
         failure_ttl=FAILURE_TTL_S,
     )

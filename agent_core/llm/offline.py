@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import AsyncGenerator
 
-from agent_core.intents import agrees_to_call, asks_for_human
+from agent_core.intents import agrees_to_call, asks_for_human, phone_number_in, says_goodbye
 from agent_core.llm.base import ChunkStream, LLMChunk, LLMRequest, LLMResponse, ToolCall
 
 OFFLINE_MODEL = "offline"
@@ -42,16 +42,29 @@ class OfflineProvider:
         customer = " ".join(_text(m.get("content")) for m in msgs[last_user:] if m.get("role") == "user")
         since = msgs[last_user + 1 :] if last_user >= 0 else []
         used_tools = [m.get("name") or "" for m in since if m.get("role") == "tool"]
+        results = {m.get("name") or "": _text(m.get("content")) for m in since if m.get("role") == "tool"}
         offered = {t.name for t in request.tools} if request.tool_choice == "auto" else set()
 
         if "request_human" in used_tools:
             return self._say("I've asked a member of our team to join — they'll reply here shortly.")
         if "request_call" in used_tools:
-            return self._say("Great — we'll call you shortly on this number.")
+            refused = results.get("request_call", "")
+            if refused.startswith("error:"):
+                why = refused.rsplit(": ", 1)[-1]
+                return self._say(f"Sorry, I couldn't arrange the call: {why}")
+            return self._say("Great — we'll call you shortly.")
+        if "end_call" in used_tools:
+            return self._say("Thanks for talking with me. Goodbye!")
+        if "end_call" in offered and says_goodbye(customer):
+            return self._call("end_call", {"reason": "the caller said goodbye"})
         if "request_human" in offered and asks_for_human(customer):
             return self._call("request_human", {"reason": "customer asked for a person"})
         if "request_call" in offered and agrees_to_call(customer):
-            return self._call("request_call", {"reason": "customer agreed to a phone call"})
+            arguments = {"reason": "customer agreed to a phone call"}
+            number = phone_number_in(customer)
+            if number:
+                arguments["phone_number"] = number
+            return self._call("request_call", arguments)
         if request.passages:
             best = max(request.passages, key=lambda p: p.score)
             limit = 300 if request.purpose == "voice" else 700

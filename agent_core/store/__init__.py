@@ -8,6 +8,7 @@ Operations speak the domain; key names, Lua scripts and the raw request types (`
 
 from agent_core.store import (
     agents,
+    calls,
     customers,
     documents,
     health,
@@ -50,6 +51,7 @@ __all__ = [
     "Work",
     "WriteStatus",
     "agents",
+    "calls",
     "customers",
     "documents",
     "health",

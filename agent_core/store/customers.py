@@ -1,10 +1,11 @@
 """Erasing a customer (right to be forgotten): their sessions with messages, whispers,
 indexes and counters (through the same script every write uses, so stats stay exact), their
-memory, pending tasks and turn slots, queued webhook events and dev-outbox copies."""
+memory, escalation calls, pending tasks and turn slots, queued webhook events and dev-outbox
+copies."""
 
 from __future__ import annotations
 
-from agent_core.store import agents, keys, memory, tasks
+from agent_core.store import agents, calls, keys, memory, tasks
 from agent_core.store.runner import Cmd, Lua, Op
 
 ERASE_SCAN = 1000
@@ -17,6 +18,7 @@ def erase(customer_id: str) -> Op[dict[str, int]]:
     for sid in sids:
         count = yield Cmd("HLEN", keys.messages(sid))
         removed["messages"] += int(count)
+        removed["calls"] += yield from calls.remove_of_session(sid)
         removed["sessions"] += int((yield Lua("remove_session", sid)))
     if sids:
         stale = yield from tasks.pending_for(list(sids))

@@ -99,3 +99,29 @@ def document_chunks(doc_id: str) -> str:
 
 def document_text(doc_id: str) -> str:
     return f"{P}kraw:{doc_id}"
+
+
+# Escalation calls (SPEC §8): the call's hash, its transcript list, CallSid → call id, and
+# the listing indexes (`scope` = all | agent:<id> | session:<sid>) scored by CALL_SEQ.
+CALL_SEQ = P + "callseq"
+
+
+def call(call_id: str) -> str:
+    return f"{P}call:{call_id}"
+
+
+def call_transcript(call_id: str) -> str:
+    return f"{P}calltx:{call_id}"
+
+
+def call_by_sid(call_sid: str) -> str:
+    return f"{P}callsid:{call_sid}"
+
+
+def call_index(scope: str) -> str:
+    return f"{P}cix:{scope}"
+
+
+def call_reply(call_id: str, turn: str) -> str:
+    """A gather turn's answer that missed its webhook's budget, for the redirect to fetch."""
+    return f"{P}callreply:{call_id}:{turn}"

@@ -24,6 +24,8 @@ SCRIPT_NAMES = (
     "document_create",
     "document_finish",
     "document_archive",
+    "call_request",
+    "call_write",
 )
 
 SCRIPTS: dict[str, str] = {

@@ -21,6 +21,8 @@ class Task(StrEnum):
     deliver = "deliver"
     summary = "summary"
     index_document = "index"
+    place_call = "call"
+    finish_call = "callend"
 
 
 # How long a queued job may take to start (and, for a turn, to renew its lease) before
@@ -32,6 +34,8 @@ GRACE_MS = {
     Task.deliver: 120_000,
     Task.summary: 120_000,
     Task.index_document: 600_000,
+    Task.place_call: 120_000,
+    Task.finish_call: 120_000,
 }
 
 
@@ -62,6 +66,14 @@ class Work:
     def index(cls, document_id: str) -> Work:
         return cls(Task.index_document, (document_id,))
 
+    @classmethod
+    def place_call(cls, call_id: str) -> Work:
+        return cls(Task.place_call, (call_id,))
+
+    @classmethod
+    def finish_call(cls, call_id: str) -> Work:
+        return cls(Task.finish_call, (call_id,))
+
     def done_inline(self) -> Work:
         return Work(self.task, self.args, inline=True)
 
@@ -80,7 +92,14 @@ class Work:
         except ValueError:
             return None
         args = tuple(rest.split(":")) if rest else ()
-        arity = {Task.turn: 0, Task.deliver: 2, Task.summary: 1, Task.index_document: 1}[task]
+        arity = {
+            Task.turn: 0,
+            Task.deliver: 2,
+            Task.summary: 1,
+            Task.index_document: 1,
+            Task.place_call: 1,
+            Task.finish_call: 1,
+        }[task]
         return cls(task, args) if len(args) == arity and all(args) else None
 
 

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from channels.models import DeliveryStatus, OutboundMessage, SendReceipt
+from channels.models import CallReceipt, CallStatus, DeliveryStatus, OutboundCall, OutboundMessage, SendReceipt
 from channels.twilio.split import message_parts, part_count
 
 NOT_SENT = "dev outbox: Twilio is not configured, nothing was sent"
@@ -42,3 +42,33 @@ class DevOutboxSender:
             }
         )
         return SendReceipt(channel_message_ids=sids, parts=count, status=DeliveryStatus.dev_outbox)
+
+
+CALL_NOT_PLACED = "dev outbox: Twilio is not configured, the call was not placed; answer it with `chatgw call`"
+
+
+class DevCallPlacer:
+    """The CallPlacer used without Twilio credentials: records the call it would place (with
+    a made-up CA… sid) for `chatgw call` to play."""
+
+    def __init__(self, record: Callable[[dict[str, Any]], None], now: Callable[[], str]) -> None:
+        self.record = record
+        self.now = now
+
+    def place(self, call: OutboundCall) -> CallReceipt:
+        sid = "CA" + uuid.uuid4().hex
+        self.record(
+            {
+                "kind": "call",
+                "not_sent": CALL_NOT_PLACED,
+                "to": call.to,
+                "from": call.from_number,
+                "url": call.url,
+                "status_callback": call.status_callback,
+                "time_limit_s": call.time_limit_s,
+                "sids": [sid],
+                "parts": [],
+                "created_at": self.now(),
+            }
+        )
+        return CallReceipt(call_sid=sid, status=CallStatus.queued, placed=False)

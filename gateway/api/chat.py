@@ -26,6 +26,7 @@ from agent_core.store.sessions import SessionFilter
 from agent_core.store.tokens import TokenRecord
 from agent_core.support import run_command, send_template
 from gateway.api import schemas
+from gateway.api.calls import session_calls
 from gateway.api.common import load_agent, load_session, session_json, store_of
 from gateway.api.routing import Endpoint, Query, cursor_query
 from gateway.auth import ANY, OPERATOR
@@ -264,7 +265,7 @@ async def template(request: Request) -> Response:
 
 async def get_session(request: Request) -> Response:
     session = await load_session(request)
-    return envelope({**session_json(session), "calls": []})
+    return envelope({**session_json(session), "calls": await session_calls(request, session.id)})
 
 
 async def list_messages(request: Request) -> Response:

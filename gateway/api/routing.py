@@ -194,7 +194,8 @@ def openapi(endpoints: Iterable[Endpoint], *, title: str, version: str, server: 
             }
         else:
             content_schema = data
-        ok = "202" if ep.method == "POST" and ep.path.endswith("/inbound") else None
+        # 202: the inbound call's reply is pending; an escalation call is being placed.
+        ok = "202" if ep.method == "POST" and ep.path.endswith(("/inbound", "/call")) else None
         responses: dict[str, Any] = {
             "200": {"description": "OK", "content": {ep.content_type: {"schema": content_schema}}}
         }

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from agent_core.calls import Call
 from agent_core.models import Message, Session
 from agent_core.support import NEEDS_TEXT, Command
 
@@ -171,14 +172,21 @@ class ContextResult(BaseModel):
     context: list[str]
 
 
-class CallOut(BaseModel):
-    id: str
-    session_id: str
-    status: str
+class CallOut(Call):
+    """The Call of SPEC §3 with OSVI's read-back names."""
+
+    call_id: str
+    duration_seconds: int | None
+    phone_number: str
+
+
+class CallsPage(BaseModel):
+    items: list[CallOut]
+    next_cursor: str | None = Field(json_schema_extra={"pattern": SEQ_CURSOR})
 
 
 class SessionDetail(Session):
-    calls: list[dict[str, Any]] = Field(default_factory=list)
+    calls: list[CallOut] = Field(default_factory=list, description="Escalation calls, newest first")
 
 
 class SessionsPage(BaseModel):

@@ -99,6 +99,21 @@ def _entry_key(entry: dict[str, Any]) -> str:
     return str((entry.get("sids") or [entry.get("created_at")])[0])
 
 
+def _call_id_of(entry: dict[str, Any]) -> str:
+    """The call id in a dev outbox call entry's voice URL (…/twilio/voice/CALL_ID)."""
+    return str(entry.get("url", "")).rstrip("/").rsplit("/", 1)[-1]
+
+
+def call_hint(call_id: str, *, placed: bool) -> str:
+    """What the chat prints when the agent places a call, and how to answer it."""
+    if placed:
+        return f"  (the agent is calling you: call {call_id}; answer your phone)"
+    return (
+        f"  (the agent placed call {call_id} — dev outbox: Twilio is not configured, the call was not placed. "
+        f"Answer it in another terminal: chatgw call {call_id})"
+    )
+
+
 class Listener(threading.Thread):
     """Prints what reaches the customer, who sent it, and each change of who answers; tracks
     when the agent has finished answering."""
@@ -117,7 +132,9 @@ class Listener(threading.Thread):
         self.stop = threading.Event()
         self.pending: deque[Line] = deque()
         # What earlier chats already showed stays in the outbox; only new entries are printed.
-        self.shown = {_entry_key(e) for e in self.store.run(outbound.dev_outbox(50)) if e.get("to") == address}
+        self.shown = {
+            _entry_key(e) for e in self.store.run(outbound.dev_outbox(50)) if e.get("to") in (address, customer_id)
+        }
         self.ours: dict[str, bool] = {}
 
     def session_id(self) -> str | None:
@@ -144,7 +161,8 @@ class Listener(threading.Thread):
     def _handle(self, notice: dict[str, Any]) -> None:
         kind = notice.get("type")
         if kind == "dev_outbox":
-            if self.dev and notice.get("to") == self.address:
+            # A call goes to the number itself, a WhatsApp message to the prefixed address.
+            if self.dev and notice.get("to") in (self.address, self.customer_id):
                 self._queue_outbox()
         elif kind == "message" and self._is_ours(notice.get("session_id")):
             role = notice.get("role")
@@ -154,6 +172,9 @@ class Listener(threading.Thread):
                 msg = self.store.run(messages.get(notice["session_id"], int(notice["seq"])))
                 if msg is not None:
                     self.pending.append(Line(text=f"{speaker(msg)}> {msg.text}"))
+        elif kind == "call" and self._is_ours(notice.get("session_id")) and not self.dev:
+            if notice.get("status") == "queued":
+                self.pending.append(Line(text=call_hint(str(notice.get("call_id")), placed=True)))
         elif kind == "turn" and notice.get("final") and self._is_ours(notice.get("session_id")):
             self.settled = max(self.settled, int(notice.get("settled_upto") or 0))
 
@@ -171,7 +192,8 @@ class Listener(threading.Thread):
         # The outbox is newest first; print oldest first.
         for entry in reversed(self.store.run(outbound.dev_outbox(20))):
             key = _entry_key(entry)
-            if entry.get("to") == self.address and key not in self.shown:
+            to = (self.address, self.customer_id) if entry.get("kind") == "call" else (self.address,)
+            if entry.get("to") in to and key not in self.shown:
                 self.shown.add(key)
                 self.pending.append(Line(entry=entry, deadline=time.monotonic() + ATTRIBUTE_WITHIN_S))
 
@@ -186,6 +208,8 @@ class Listener(threading.Thread):
             line = self.pending[0]
             if line.entry is None:
                 print(line.text, flush=True)
+            elif line.entry.get("kind") == "call":
+                print(call_hint(_call_id_of(line.entry), placed=False), flush=True)
             else:
                 msg = self._sent_message(line.entry)
                 if msg is None and time.monotonic() < line.deadline:

@@ -37,11 +37,16 @@ DEMO_AGENT = {
         "text": (
             "You are the friendly support agent of Acme Demo Store. Answer questions about orders, "
             "shipping and returns from the knowledge you are given. If you cannot help, or the "
-            "customer asks for a person, use the request_human tool."
+            "customer asks for a person, use the request_human tool. When a phone call would help "
+            "(a complicated problem, an upset customer), offer to call them; use the request_call tool "
+            "only after they agree."
         ),
     },
     "channels": {"numbers": ["+15550001111", "whatsapp:+15550001111"]},
     "lifecycle": {"dormant_after_s": 1800, "close_after_s": 86400},
+    # Voice escalation: "yes, call me" places a call (the dev outbox without Twilio; answer
+    # it with `chatgw call CALL_ID`).
+    "escalation": {"enabled": True, "from_number": "+15550001111", "max_call_s": 600},
 }
 
 
@@ -52,7 +57,7 @@ def ensure_demo(store: Store) -> str:
     existing = store.run(agents.get(DEMO_AGENT_ID))
     if existing is None:
         result = store.run(agents.create(spec, agent_id=DEMO_AGENT_ID))
-    elif doc.id not in existing.knowledge.document_ids:
+    elif doc.id not in existing.knowledge.document_ids or not existing.escalation.enabled:
         result = store.run(agents.replace(DEMO_AGENT_ID, spec))
     else:
         return DEMO_AGENT_ID

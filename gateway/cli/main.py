@@ -1,4 +1,4 @@
-"""`chatgw`: up (all-in-one dev), web, worker, cron, tokens, agents, chat."""
+"""`chatgw`: up (all-in-one dev), web, worker, cron, tokens, agents, chat, call."""
 
 from __future__ import annotations
 
@@ -439,6 +439,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return run_chat(settings, _redis_url(settings), args)
 
 
+def cmd_call(args: argparse.Namespace) -> int:
+    from gateway.cli.call import run_call
+
+    settings = _settings()
+    return run_call(settings, _redis_url(settings), args)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="chatgw", description="Chat Agent Gateway")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -491,6 +498,11 @@ def parser() -> argparse.ArgumentParser:
         "else PUBLIC_BASE_URL)",
     )
     chat.set_defaults(func=cmd_chat)
+
+    call = sub.add_parser("call", help="play the callee of an escalation call through the signed voice webhooks")
+    call.add_argument("call_id", help="the call's id (call_…), as `chatgw chat` prints it")
+    call.add_argument("--url", default=None, help="the gateway's base URL (found as for `chatgw chat`)")
+    call.set_defaults(func=cmd_call)
     return p
 
 

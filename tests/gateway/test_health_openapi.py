@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 
 
@@ -50,6 +50,10 @@ def test_openapi_documents_exactly_the_served_routes(client: TestClient) -> None
     documented = {(path, method.upper()) for path, ops in doc["paths"].items() for method in ops}
     served = set()
     for route in client.app.routes:  # type: ignore[attr-defined]
+        if isinstance(route, WebSocketRoute):
+            # OpenAPI describes HTTP only: the ConversationRelay socket is documented in the README.
+            assert route.path == "/twilio/voice/{call_id}/relay"
+            continue
         assert isinstance(route, Route)
         if route.path == "/openapi.json":
             continue
