@@ -99,3 +99,8 @@ def document_chunks(doc_id: str) -> str:
 
 def document_text(doc_id: str) -> str:
     return f"{P}kraw:{doc_id}"
+
+
+def console_login(login_id: str) -> str:
+    """An operator's console login (SPEC §10): deleted on logout, expires with the cookie."""
+    return f"{P}login:{login_id}"
