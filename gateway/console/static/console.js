@@ -167,7 +167,11 @@
     localStorage.setItem(seenKey(sid), String(Date.now()));
 
     function showError(text) { errorEl.textContent = text || ""; errorEl.hidden = !text; }
-    function nearBottom() { return window.innerHeight + window.scrollY >= document.body.offsetHeight - 200; }
+    function nearBottom() {
+      if (thread.scrollHeight > thread.clientHeight) { return thread.scrollTop + thread.clientHeight >= thread.scrollHeight - 200; }
+      return window.innerHeight + window.scrollY >= document.body.offsetHeight - 200;
+    }
+    thread.scrollTop = thread.scrollHeight;
 
     stream(root.getAttribute("data-events"), {
       message: function (d) {
@@ -178,7 +182,7 @@
         thread.appendChild(el);
         lastSeq = Math.max(lastSeq, d.seq);
         localStorage.setItem(seenKey(sid), String(Date.now()));
-        if (stick) { el.scrollIntoView({ block: "end" }); }
+        if (stick) { thread.scrollTop = thread.scrollHeight; el.scrollIntoView({ block: "nearest" }); }
       },
       panel: function (d) {
         var panel = $("panel");
