@@ -143,7 +143,9 @@ async def session_events(request: Request) -> Response:
         checked_at = time.monotonic()
         try:
             open_streams.inc()
-            yield "retry: 2000\n\n"
+            # The starting seq as the stream's last event id: a reconnect resumes from here
+            # even if nothing was sent before the connection dropped.
+            yield f"retry: 2000\nid: {after}\n\n"
             async for update in follow(store, notifier, sid, after, private=True):
                 if update.kind == "idle" or time.monotonic() - checked_at > RECHECK_S:
                     if await auth.current(request) is None:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from agent_core.store import Store
+from agent_core.store import Store, agents
+from agent_core.support import Command, run_command
 from tests.browser.console_steps import make_agent, received_by, sign_in, text_in
 from tests.browser.gateway import Gateway
 from tests.helpers import eventually
@@ -126,3 +127,31 @@ def test_an_api_token_cannot_sign_in(page: Page, gateway: Gateway) -> None:
     page.get_by_label("Token").fill(gateway.token("api"))
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("alert")).to_contain_text("cannot use the console")
+
+
+def test_a_dropped_live_connection_is_shown_and_caught_up_on_reconnect(
+    page: Page, gateway: Gateway, store: Store
+) -> None:
+    admin = gateway.token("admin")
+    operator = gateway.token("operator")
+    agent_id = make_agent(gateway, admin)["id"]
+    text_in(gateway, store, CUSTOMER, "Hello there")
+    sign_in(page, gateway, operator)
+    page.get_by_role("list", name="Sessions").get_by_role("link").first.click()
+    expect(page.locator("#thread")).to_contain_text("Hello there")
+    sid = page.url.rsplit("/", 1)[1]
+
+    gateway.restart_web(
+        while_down=lambda: store.run(
+            run_command(
+                session_id=sid,
+                agent=store.run(agents.get(agent_id)),
+                operator="bob@example.com",
+                command=Command.whisper,
+                message="written while the console was cut off",
+            )
+        ),
+        on_down=lambda: expect(page.locator("#live-status")).to_contain_text("disconnected"),
+    )
+    expect(page.locator("#thread")).to_contain_text("written while the console was cut off", timeout=20_000)
+    expect(page.locator("#live-status")).to_be_hidden(timeout=10_000)
