@@ -25,7 +25,7 @@ from gateway.errors import Forbidden, NotFound, Unauthorized, Unprocessable
 PAGE_SIZE = 50
 # The inbox is shown oldest request first; the listing is newest activity first, so the inbox
 # reads this many help requests and sorts them (more are a next page).
-INBOX_SIZE = 200
+INBOX_SIZE = 100
 THREAD_MAX = 2000
 FILTER_KEYS = ("agent", "status", "mode", "channel", "q", "help", "view")
 

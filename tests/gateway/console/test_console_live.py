@@ -10,14 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from agent_core.settings import Settings
 from gateway.app import create_app
 from gateway.console.auth import COOKIE
 from tests.fakes import free_port
 from tests.gateway.console.conftest import CSRF_FIELD, CSRF_META
-from tests.helpers import eventually
+from tests.helpers import eventually, serving
 
 
 @pytest.fixture
@@ -27,15 +26,8 @@ def live(settings: Settings, redis_url: str, ctx: Any) -> Iterator[str]:
     plain = settings.model_copy(
         update={"app": settings.app.model_copy(update={"public_base_url": f"http://127.0.0.1:{port}"})}
     )
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(plain, redis_url), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    eventually(lambda: server.started)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(5)
+    with serving(create_app(plain, redis_url), port) as url:
+        yield url
 
 
 def console_login(base: str, token: str) -> tuple[dict[str, str], str]:
@@ -47,6 +39,12 @@ def console_login(base: str, token: str) -> tuple[dict[str, str], str]:
         assert r.status_code == 200, r.text
         cookie = {"Cookie": f"{COOKIE}={c.cookies[COOKIE]}"}
         return cookie, CSRF_META.search(r.text).group(1)  # type: ignore[union-attr]
+
+
+def new_session(base: str, admin: dict[str, str], api: dict[str, str]) -> str:
+    agent = httpx.post(base + "/v1/agents", json={"name": "Acme"}, headers=admin).json()["data"]
+    r = httpx.post(base + "/v1/chat/session", json={"agent_uuid": agent["id"], "customer_id": "c1"}, headers=api)
+    return r.json()["data"]["id"]  # type: ignore[no-any-return]
 
 
 def read(
@@ -100,10 +98,7 @@ def test_list_stream_brings_new_sessions_help_requests_and_cards(
 def test_list_stream_only_sends_rows_the_filter_shows(
     live: str, admin: dict[str, str], api: dict[str, str], operator: dict[str, str], tokens_by_role: dict[str, str]
 ) -> None:
-    agent = httpx.post(live + "/v1/agents", json={"name": "Acme"}, headers=admin).json()["data"]
-    sid = httpx.post(
-        live + "/v1/chat/session", json={"agent_uuid": agent["id"], "customer_id": "c1"}, headers=api
-    ).json()["data"]["id"]
+    sid = new_session(live, admin, api)
     cookie, _ = console_login(live, tokens_by_role["operator"])
     reader, got = start_reader(
         f"{live}/console/events?mode=support", cookie, lambda out: any(k == "remove" for k, _ in out)
@@ -119,10 +114,7 @@ def test_list_stream_only_sends_rows_the_filter_shows(
 def test_session_stream_renders_entries_and_replays_after_last_event_id(
     live: str, admin: dict[str, str], api: dict[str, str], operator: dict[str, str], tokens_by_role: dict[str, str]
 ) -> None:
-    agent = httpx.post(live + "/v1/agents", json={"name": "Acme"}, headers=admin).json()["data"]
-    sid = httpx.post(
-        live + "/v1/chat/session", json={"agent_uuid": agent["id"], "customer_id": "c1"}, headers=api
-    ).json()["data"]["id"]
+    sid = new_session(live, admin, api)
     cookie, _ = console_login(live, tokens_by_role["operator"])
     url = f"{live}/console/sessions/{sid}/events"
 
