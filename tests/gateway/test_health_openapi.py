@@ -50,9 +50,10 @@ def test_openapi_documents_exactly_the_served_routes(client: TestClient) -> None
     documented = {(path, method.upper()) for path, ops in doc["paths"].items() for method in ops}
     served = set()
     for route in client.app.routes:  # type: ignore[attr-defined]
-        assert isinstance(route, Route)
-        if route.path == "/openapi.json":
+        # The operator console's pages (gateway/console) are HTML for browsers, not the API.
+        if route.path == "/openapi.json" or route.path.startswith("/console"):
             continue
+        assert isinstance(route, Route)
         served |= {(route.path, m) for m in (route.methods or set()) if m != "HEAD"}
     assert documented == served
 
