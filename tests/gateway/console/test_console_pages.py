@@ -284,3 +284,27 @@ def test_static_files_are_served_with_cache_headers(web: TestClient) -> None:
         assert r.status_code == 200 and kind in r.headers["content-type"]
         assert "max-age=" in r.headers["cache-control"]
     assert web.get("/console/static/../pages.py").status_code == 404
+
+
+def test_the_sessions_page_reads_the_indexed_listing_and_counters_not_scans(
+    web: TestClient, admin: dict[str, str], api: dict[str, str], tokens_by_role: dict[str, str], redis_url: str
+) -> None:
+    import redis
+
+    agent = make_agent(web, admin)
+    for i in range(60):
+        inbound(web, api, agent["id"], f"hello {i}", customer=f"cust-{i}")
+    sign_in(web, tokens_by_role["operator"])
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+
+    def calls() -> dict[str, int]:
+        return {k: v["calls"] for k, v in r.info("commandstats").items()}
+
+    before = calls()
+    assert web.get("/console?channel=api").status_code == 200
+    after = calls()
+    used = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    assert not {"cmdstat_scan", "cmdstat_keys", "cmdstat_hscan", "cmdstat_zscan"} & set(used), used
+    # Per page, not per stored session: the login and agents, one listing script (reading the
+    # 50 rows it returns), one pipelined preview read per row, the stat counters.
+    assert used.get("cmdstat_evalsha") == 1 and sum(used.values()) <= 4 * 50 + 15, used
