@@ -146,7 +146,7 @@ def render_times(st: Stack, operator: str, big: str) -> dict[str, Any]:
         pages = {
             "sessions page (50 rows)": "/console",
             "filtered (status=active, channel=sms)": "/console?status=active&channel=sms",
-            "help inbox (1,000 requests)": "/console?view=inbox",
+            "help inbox (oldest 100 of 1,000)": "/console?view=inbox",
             "session page (long thread)": f"/console/sessions/{big}",
         }
         for label, path in pages.items():
