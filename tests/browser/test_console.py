@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from agent_core.store import Store, agents
+from agent_core.models import Channel
+from agent_core.store import Store, agents, sessions
 from agent_core.support import Command, run_command
 from tests.browser.console_steps import make_agent, received_by, sign_in, text_in
 from tests.browser.gateway import Gateway
@@ -137,21 +138,42 @@ def test_a_dropped_live_connection_is_shown_and_caught_up_on_reconnect(
     agent_id = make_agent(gateway, admin)["id"]
     text_in(gateway, store, CUSTOMER, "Hello there")
     sign_in(page, gateway, operator)
+    listing = page.context.new_page()
+    listing.goto(gateway.url + "/console")
+    rows = listing.get_by_role("list", name="Sessions")
+    expect(rows.get_by_role("listitem")).to_have_count(1)
     page.get_by_role("list", name="Sessions").get_by_role("link").first.click()
     expect(page.locator("#thread")).to_contain_text("Hello there")
     sid = page.url.rsplit("/", 1)[1]
 
-    gateway.restart_web(
-        while_down=lambda: store.run(
+    def meanwhile() -> None:
+        agent = store.run(agents.get(agent_id))
+        assert agent is not None
+        store.run(
             run_command(
                 session_id=sid,
-                agent=store.run(agents.get(agent_id)),
+                agent=agent,
                 operator="bob@example.com",
                 command=Command.whisper,
                 message="written while the console was cut off",
             )
-        ),
-        on_down=lambda: expect(page.locator("#live-status")).to_contain_text("disconnected"),
-    )
+        )
+        opened = sessions.open_session(
+            agent_id=agent_id,
+            customer_id="late-customer",
+            channel=Channel.api,
+            input_fields=None,
+            context=(),
+            welcome=None,
+        )
+        assert store.run(opened).status == "ok"
+
+    def shown_as_down() -> None:
+        expect(page.locator("#live-status")).to_contain_text("disconnected")
+        expect(listing.locator("#live-status")).to_contain_text("disconnected")
+
+    gateway.restart_web(while_down=meanwhile, on_down=shown_as_down)
     expect(page.locator("#thread")).to_contain_text("written while the console was cut off", timeout=20_000)
     expect(page.locator("#live-status")).to_be_hidden(timeout=10_000)
+    expect(rows.get_by_role("listitem").filter(has_text="late-customer")).to_be_visible(timeout=20_000)
+    expect(rows.get_by_role("listitem")).to_have_count(2)
