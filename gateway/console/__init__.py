@@ -38,6 +38,7 @@ def routes() -> list[BaseRoute]:
         Route("/console/sessions/{session_id}/events", live.session_events, methods=["GET"]),
         Route("/console/sessions/{session_id}/command", pages.command, methods=["POST"]),
         Route("/console/sessions/{session_id}/call", pages.place_call, methods=["POST"]),
+        Route("/console/sessions/{session_id}/template", pages.template, methods=["POST"]),
         Route("/console/knowledge", pages.knowledge_page, methods=["GET"]),
         Route(UPLOAD_PATH, pages.upload_document, methods=["POST"]),
         Route("/console/knowledge/documents/{document_id}", pages.document_status, methods=["GET"]),

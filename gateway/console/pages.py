@@ -14,13 +14,15 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from agent_core.models import Agent, Channel, Session, SessionMode, SessionStatus
 from agent_core.store import AsyncStore, agents, documents, memory, messages, outbound, sessions
 from agent_core.store.sessions import SessionFilter
-from agent_core.support import Command, CommandError, availability, run_command
+from agent_core.support import Command, CommandError, availability, run_command, send_template
 from gateway.api import agents as agents_api
 from gateway.api import knowledge as knowledge_api
+from gateway.api import schemas
 from gateway.console import auth, views
 from gateway.console.auth import Operator
 from gateway.console.render import page
 from gateway.errors import Forbidden, NotFound, Unauthorized, Unprocessable
+from gateway.http import validate
 
 PAGE_SIZE = 50
 # The inbox is shown oldest request first; the listing is newest activity first, so the inbox
@@ -283,6 +285,26 @@ async def command(request: Request) -> Response:
     if wants_json(request):
         return JSONResponse({"success": True, "data": result.data})
     return _back(sid)
+
+
+async def template(request: Request) -> Response:
+    """An approved template (Content SID), what may still go out past the WhatsApp window."""
+    form = await request.form()
+    operator = await checked(request, form)
+    sid = request.path_params["session_id"]
+    raw = form.get("content_sid")
+    body = validate(schemas.TemplateBody, {"content_sid": raw.strip() if isinstance(raw, str) else raw})
+    if await store_of(request).run(sessions.get(sid)) is None:
+        raise NotFound(f"session_id: no session with id '{sid}'")
+    try:
+        data = await store_of(request).run(
+            send_template(session_id=sid, operator=operator.name, content_sid=body.content_sid, content_variables=None)
+        )
+    except CommandError as exc:
+        if wants_json(request):
+            raise
+        return _back(sid, str(exc))
+    return JSONResponse({"success": True, "data": data}) if wants_json(request) else _back(sid)
 
 
 async def place_call(request: Request) -> Response:

@@ -169,4 +169,9 @@ def session_panel(
         "availability": availability,
         "ai_replying": ai_replying(session),
         "composer_default": "message" if session.mode is SessionMode.support else "whisper",
+        # Past the WhatsApp window only an approved template may go out.
+        "needs_template": session.status.value != "closed"
+        and not session.opted_out
+        and session.channel.capabilities.session_window_s is not None
+        and session.outside_window(),
     }

@@ -308,3 +308,30 @@ def test_the_sessions_page_reads_the_indexed_listing_and_counters_not_scans(
     # Per page, not per stored session: the login and agents, one listing script (reading the
     # 50 rows it returns), one pipelined preview read per row, the stat counters.
     assert used.get("cmdstat_evalsha") == 1 and sum(used.values()) <= 4 * 50 + 15, used
+
+
+def test_past_the_whatsapp_window_only_a_template_can_be_sent(
+    web: TestClient, admin: dict[str, str], tokens_by_role: dict[str, str], store: Store, ctx: Any
+) -> None:
+    from tests.channels.twilio.wire import whatsapp_form
+    from tests.twilio_helpers import post_webhook
+
+    number = "+15550001111"
+    make_agent(web, admin, channels={"numbers": [f"whatsapp:{number}"]})
+    token = web.app.state.twilio_auth_token  # type: ignore[attr-defined]
+    assert post_webhook(web, "/twilio/messages", whatsapp_form(To=f"whatsapp:{number}"), token=token).status_code == 200
+    drain(ctx)
+    (sid,) = [s["id"] for s in web.get("/v1/chat/sessions", headers=admin).json()["data"]["items"]]
+    old = "2026-01-01T00:00:00.000Z"
+    store.run(sessions.commit(sid, Change(set={"last_customer_message_at": old, "last_customer_at:whatsapp": old})))
+    csrf = sign_in(web, tokens_by_role["operator"])
+    page = web.get(f"/console/sessions/{sid}").text
+    assert "Outside WhatsApp window" in page and "send an approved template" in page
+    assert act(web, csrf, sid, "tell", "hello?").status_code == 422
+    headers = {"X-CSRF-Token": csrf, "Accept": "application/json"}
+    r = web.post(f"/console/sessions/{sid}/template", data={"content_sid": "HXnope"}, headers=headers)
+    assert r.status_code == 422 and "content_sid" in r.json()["errors"][0]
+    r = web.post(f"/console/sessions/{sid}/template", data={"content_sid": "HX" + "a" * 32}, headers=headers)
+    assert r.status_code == 200, r.text
+    sent = [m for m in api_thread(web, admin, sid) if m["role"] == "operator"]
+    assert sent[-1]["text"] == "[template HX" + "a" * 32 + "]" and sent[-1]["author"] == "alice@example.com"
