@@ -27,7 +27,9 @@ from gateway.notifier import Notifier
 # Notices arriving this close together are answered with one read and one render.
 COALESCE_S = 0.1
 COALESCE_MAX = 200
-RECHECK_S = 5.0
+# A stream re-checks its login before sending when this long has passed since the last check,
+# so a logout or a revoked token (TOKEN_CACHE_S) ends it about as soon as it ends a page.
+RECHECK_S = 1.0
 ROW_NOTICES = frozenset({"message", "session", "message_updated"})
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -147,3 +148,21 @@ def test_session_stream_renders_entries_and_replays_after_last_event_id(
 
 def test_streams_refuse_without_a_session(live: str) -> None:
     assert httpx.get(f"{live}/console/events").status_code == 401
+
+
+def test_an_open_stream_ends_at_logout_and_shows_nothing_after(
+    live: str, admin: dict[str, str], api: dict[str, str], operator: dict[str, str], tokens_by_role: dict[str, str]
+) -> None:
+    sid = new_session(live, admin, api)
+    cookie, csrf = console_login(live, tokens_by_role["operator"])
+    reader, got = start_reader(
+        f"{live}/console/sessions/{sid}/events", cookie, lambda out: any(k in ("expired", "message") for k, _ in out)
+    )
+    r = httpx.post(f"{live}/console/logout", data={"csrf_token": csrf}, headers=cookie)
+    assert r.status_code == 303
+    time.sleep(1.2)  # past the stream's re-check interval
+    httpx.post(
+        f"{live}/v1/chat/session/{sid}/support", json={"command": "whisper", "message": "secret"}, headers=operator
+    )
+    reader.join(15)
+    assert [k for k, _ in got] == ["expired"]
