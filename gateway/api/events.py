@@ -34,11 +34,13 @@ def sse(event: str, data: dict[str, Any], event_id: str | None = None) -> str:
 @dataclass(frozen=True)
 class Update:
     """One thing a session stream reports: a new `message`, an `updated` message (its
-    delivery), a `session` change, or `idle` (nothing for KEEPALIVE_S)."""
+    delivery), a `session` change, an operator `typing` (`who`), or `idle` (nothing for
+    KEEPALIVE_S)."""
 
     kind: str
     message: Message | None = None
     session: Session | None = None
+    who: str = ""
 
 
 def after_seq_of(request: Request, session: Session) -> int:
@@ -89,6 +91,8 @@ async def follow(
                 current = await store.run(sessions.get(session_id))
                 if current is not None:
                     yield Update("session", session=current)
+            elif kind == "typing" and private:
+                yield Update("typing", who=str(notice.get("who") or ""))
     finally:
         await notifier.unsubscribe(session_id, queue)
 

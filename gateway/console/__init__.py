@@ -39,6 +39,7 @@ def routes() -> list[BaseRoute]:
         Route("/console/sessions/{session_id}/command", pages.command, methods=["POST"]),
         Route("/console/sessions/{session_id}/call", pages.place_call, methods=["POST"]),
         Route("/console/sessions/{session_id}/template", pages.template, methods=["POST"]),
+        Route("/console/sessions/{session_id}/typing", pages.typing, methods=["POST"]),
         Route("/console/knowledge", pages.knowledge_page, methods=["GET"]),
         Route(UPLOAD_PATH, pages.upload_document, methods=["POST"]),
         Route("/console/knowledge/documents/{document_id}", pages.document_status, methods=["GET"]),

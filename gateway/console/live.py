@@ -167,6 +167,8 @@ async def session_events(request: Request) -> Response:
                     event = await panel_event()
                     if event:
                         yield event
+                elif update.kind == "typing" and update.who != operator.name:
+                    yield sse("typing", {"who": update.who})
                 elif update.kind == "idle":
                     yield ": keepalive\n\n"
         finally:

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from agent_core.models import Agent, Channel, Session, SessionMode, SessionStatus
-from agent_core.store import AsyncStore, agents, documents, memory, messages, outbound, sessions
+from agent_core.store import AsyncStore, agents, documents, memory, messages, notices, outbound, sessions
 from agent_core.store.sessions import SessionFilter
 from agent_core.support import Command, CommandError, availability, run_command, send_template
 from gateway.api import agents as agents_api
@@ -285,6 +285,13 @@ async def command(request: Request) -> Response:
     if wants_json(request):
         return JSONResponse({"success": True, "data": result.data})
     return _back(sid)
+
+
+async def typing(request: Request) -> Response:
+    """The operator is writing in this session's composer: other open consoles show it."""
+    operator = await checked(request)
+    await store_of(request).run(notices.publish_typing(request.path_params["session_id"], operator.name))
+    return Response(status_code=204)
 
 
 async def template(request: Request) -> Response:

@@ -164,6 +164,7 @@
     var thread = $("thread");
     var lastSeq = Number(root.getAttribute("data-last-seq")) || 0;
     var errorEl = $("action-error");
+    var typingTimer = null;
     localStorage.setItem(seenKey(sid), String(Date.now()));
 
     function showError(text) { errorEl.textContent = text || ""; errorEl.hidden = !text; }
@@ -183,6 +184,13 @@
         lastSeq = Math.max(lastSeq, d.seq);
         localStorage.setItem(seenKey(sid), String(Date.now()));
         if (stick) { thread.scrollTop = thread.scrollHeight; el.scrollIntoView({ block: "nearest" }); }
+      },
+      typing: function (d) {
+        var el = $("typing");
+        el.textContent = d.who + " is typing…";
+        el.hidden = false;
+        clearTimeout(typingTimer);
+        typingTimer = setTimeout(function () { el.hidden = true; }, 5000);
       },
       panel: function (d) {
         var panel = $("panel");
@@ -222,7 +230,16 @@
     }
 
     var box = $("message");
+    var typingSent = 0;
     if (box) {
+      box.addEventListener("input", function () {
+        // Tell other operators at most every 3 s while writing.
+        if (Date.now() - typingSent < 3000 || !box.value.trim()) { return; }
+        typingSent = Date.now();
+        fetch("/console/sessions/" + encodeURIComponent(sid) + "/typing", {
+          method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": csrf }
+        }).catch(function () { return null; });
+      });
       box.addEventListener("keydown", function (e) {
         if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
           e.preventDefault();

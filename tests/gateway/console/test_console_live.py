@@ -166,3 +166,24 @@ def test_an_open_stream_ends_at_logout_and_shows_nothing_after(
     )
     reader.join(15)
     assert [k for k, _ in got] == ["expired"]
+
+
+def test_another_operator_sees_who_is_typing(
+    live: str, admin: dict[str, str], api: dict[str, str], tokens_by_role: dict[str, str], store: Any
+) -> None:
+    from agent_core.store import tokens
+    from agent_core.store.tokens import TokenRole
+
+    sid = new_session(live, admin, api)
+    bob, _ = store.run(tokens.create("bob@example.com", TokenRole.operator))
+    alice_cookie, alice_csrf = console_login(live, tokens_by_role["operator"])
+    bob_cookie, _ = console_login(live, bob)
+    url = f"{live}/console/sessions/{sid}/events"
+    bob_reader, bob_got = start_reader(url, bob_cookie, lambda out: any(k == "typing" for k, _ in out))
+    _, alice_got = start_reader(url, alice_cookie, lambda out: any(k == "typing" for k, _ in out))
+    r = httpx.post(f"{live}/console/sessions/{sid}/typing", headers={**alice_cookie, "X-CSRF-Token": alice_csrf})
+    assert r.status_code == 204
+    assert httpx.post(f"{live}/console/sessions/{sid}/typing", headers=alice_cookie).status_code == 403
+    bob_reader.join(10)
+    assert [d for k, d in bob_got if k == "typing"] == [{"who": "alice@example.com"}]
+    assert not any(k == "typing" for k, _ in alice_got)  # not shown to the one typing
