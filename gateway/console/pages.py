@@ -366,6 +366,8 @@ async def upload_document(request: Request) -> Response:
     await _admin(request)
     agent_id = request.query_params.get("agent") or None
     if agent_id:
+        # Refused before the file is read; read again below, as the patch must start from
+        # the agent as it is then.
         await agents_api.load_agent(store_of(request), agent_id, field="agent")
     created = await knowledge_api.create_document(request)
     if agent_id and created.status_code == 200:

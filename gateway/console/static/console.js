@@ -321,6 +321,19 @@
       });
     }
 
+    /* Documents still indexing when the page loaded: follow them until they are done. */
+    document.querySelectorAll('.doc-status[data-status="indexing"]').forEach(function (cell) {
+      (function poll() {
+        fetch("/console/knowledge/documents/" + encodeURIComponent(cell.getAttribute("data-doc")), {
+          credentials: "same-origin", headers: { "Accept": "application/json" }
+        }).then(function (r) { return r.json(); }).then(function (b) {
+          if (!b || !b.success) { return; }
+          cell.textContent = b.data.status + (b.data.error ? " — " + b.data.error : "");
+          if (b.data.status === "indexing") { setTimeout(poll, 1000); } else { cell.nextElementSibling.textContent = String(b.data.chunks); }
+        }).catch(function () { return null; });
+      })();
+    });
+
     function addRow(doc) {
       var tbody = $("docs");
       var tr = document.createElement("tr");
