@@ -112,6 +112,8 @@ class AppSettings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     inbound_wait_s: float = Field(default=25.0, ge=0, le=60, validation_alias="INBOUND_WAIT_S")
     token_cache_s: float = Field(default=5.0, ge=0, validation_alias="TOKEN_CACHE_S")
+    # How long a console login lasts (SPEC §10), logout ends it sooner.
+    console_session_s: int = Field(default=12 * 3600, ge=60, validation_alias="CONSOLE_SESSION_S")
     # How long a turn lock lives without renewal: a killed worker's turn is requeued after it.
     turn_lease_s: float = Field(default=30.0, ge=1, le=600, validation_alias="TURN_LEASE_S")
     host: str = Field(default="0.0.0.0", validation_alias="HOST")

@@ -238,6 +238,33 @@ def run_command(
     return CommandResult(data=data, session=after, delivered=planned[0].delivered)
 
 
+def availability(session: Session, agent: Agent, operator: str) -> dict[str, str | None]:
+    """Per command name ('message' for a plain operator message): None when it can run now,
+    else why not (what a console shows instead of the button). `run_command` still decides."""
+    if session.status is SessionStatus.closed:
+        reason = "the session is closed"
+        return {name: reason for name in (*(c.value for c in Command), "message")}
+    out: dict[str, str | None] = {c.value: None for c in Command}
+    try:
+        check_can_send(session)
+        send_refusal = None
+    except CommandError as exc:
+        send_refusal = str(exc).removeprefix("message: ")
+    out[Command.tell.value] = send_refusal
+    out["message"] = send_refusal
+    if session.mode is not SessionMode.support:
+        out["message"] = "reply as yourself after taking over (or use tell)"
+        out[Command.end.value] = "the AI is already in charge"
+    elif session.active_human == operator:
+        out[Command.takeover.value] = "you are handling this conversation"
+    if not session.help_requested:
+        out[Command.resolve.value] = "no help request to resolve"
+    for command in SWITCHABLE:
+        if not getattr(agent.support_commands, command.value):
+            out[command.value] = f"'{command.value}' is disabled for this agent"
+    return out
+
+
 def send_template(
     *, session_id: str, operator: str, content_sid: str, content_variables: dict[str, str] | None
 ) -> Op[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""`python -m bench [ingest|turns|webhook|voice|all] [--duration S] [--turns N] [--engine auto|wrk|python]`
+"""`python -m bench [ingest|turns|webhook|voice|all|console] [--duration S] [--turns N] [--engine auto|wrk|python]`
 
 Runs the benchmarks, prints a compact table and writes the full results as JSON to
 bench/results/ (git-ignored). Figures are only comparable within one run: read the ratios.
@@ -193,7 +193,8 @@ def _open_loop_rows(r: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description="Chat Agent Gateway benchmarks")
-    p.add_argument("which", nargs="?", choices=("ingest", "turns", "webhook", "voice", "all"), default="all")
+    # `console` (bench/console.py, ~4 min) is not part of `all`.
+    p.add_argument("which", nargs="?", choices=("ingest", "turns", "webhook", "voice", "all", "console"), default="all")
     p.add_argument("--duration", type=float, default=8.0, help="seconds per ingest load run (default 8)")
     p.add_argument("--turns", type=int, default=2_000, help="turns queued per turn configuration (default 2000)")
     p.add_argument("--engine", choices=("auto", "wrk", "python"), default="auto", help="load generator")
@@ -225,6 +226,11 @@ def main(argv: list[str] | None = None) -> int:
 
         results["voice"] = voice.run(log=lambda s: print(s, flush=True))
         tables += voice.table(results["voice"])
+    if args.which == "console":
+        from bench import console
+
+        results["console"] = console.run(log=lambda s: print(s, flush=True))
+        tables += console.table(results["console"])
     results["wall_s"] = round(time.monotonic() - started, 1)
 
     RESULTS.mkdir(exist_ok=True)
@@ -232,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     findings = {
         part: results[part]["log_findings"]
-        for part in ("ingest", "turns", "webhook_ingest", "webhook_latency", "voice")
+        for part in ("ingest", "turns", "webhook_ingest", "webhook_latency", "voice", "console")
         if results.get(part, {}).get("log_findings")
     }
     print("\n" + "\n".join(tables))

@@ -21,6 +21,7 @@ from agent_core.settings import Settings
 from agent_core.store import AsyncStore
 from agent_core.store.connection import async_client
 from agent_core.store.multiplex import MultiplexedRedis
+from gateway import console
 from gateway.api import agents as agents_api
 from gateway.api import calls as calls_api
 from gateway.api import chat as chat_api
@@ -171,7 +172,12 @@ def create_app(settings: Settings, redis_url: str, voice_llm: AsyncLLMProvider |
     async def not_found(request: Request, exc: Exception) -> Response:
         return error_response(404, [f"not found: {request.method} {request.url.path}"])
 
-    routes = [*build_routes(eps), *voice_webhooks.WEBSOCKETS, Route("/openapi.json", openapi_json, methods=["GET"])]
+    routes = [
+        *build_routes(eps),
+        *voice_webhooks.WEBSOCKETS,
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        *console.routes(),
+    ]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
@@ -183,7 +189,10 @@ def create_app(settings: Settings, redis_url: str, voice_llm: AsyncLLMProvider |
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.app.max_body_bytes,
-        overrides={knowledge_api.UPLOAD_PATH: max(settings.app.max_body_bytes, knowledge_api.MAX_REQUEST_BYTES)},
+        overrides={
+            path: max(settings.app.max_body_bytes, knowledge_api.MAX_REQUEST_BYTES)
+            for path in (knowledge_api.UPLOAD_PATH, console.UPLOAD_PATH)
+        },
     )
     app.add_middleware(RequestContext)
     # Outermost, so every response is timed, a 413 refused before routing too.

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from starlette.requests import Request
 
-from agent_core.store import AsyncStore, tokens
+from agent_core.store import AsyncStore, Op, tokens
 from agent_core.store.tokens import TokenRecord, TokenRole
 from gateway.errors import Forbidden, Unauthorized
 
@@ -36,14 +36,21 @@ class TokenCache:
         self._cache: dict[str, tuple[float, TokenRecord | None]] = {}
 
     async def lookup(self, token: str) -> TokenRecord | None:
+        return await self._cached(token, tokens.lookup)
+
+    async def lookup_digest(self, token_digest: str) -> TokenRecord | None:
+        """The same, by the token's digest (what a console login keeps)."""
+        return await self._cached("#" + token_digest, lambda key: tokens.lookup_digest(key[1:]))
+
+    async def _cached(self, key: str, op: Callable[[str], Op[TokenRecord | None]]) -> TokenRecord | None:
         now = time.monotonic()
-        hit = self._cache.get(token)
+        hit = self._cache.get(key)
         if hit and hit[0] > now:
             return hit[1]
-        record = await self.store.run(tokens.lookup(token))
+        record = await self.store.run(op(key))
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[token] = (now + self.ttl_s, record)
+        self._cache[key] = (now + self.ttl_s, record)
         return record
 
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
+
+import uvicorn
+
+from tests.fakes import free_port
 
 T = TypeVar("T")
 
@@ -35,3 +41,18 @@ def thread(client: Any, headers: dict[str, str], sid: str, private: bool = True)
     """A session's messages (with whispers, drafts and tool calls when `private`)."""
     q = "?include_private=1&limit=200" if private else "?limit=200"
     return client.get(f"/v1/chat/session/{sid}/messages{q}", headers=headers).json()["data"]["items"]  # type: ignore[no-any-return]
+
+
+@contextmanager
+def serving(app: Any, port: int | None = None) -> Iterator[str]:
+    """`app` under a real uvicorn server on a thread (for streams); yields its base URL."""
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    runner = threading.Thread(target=server.run, daemon=True)
+    runner.start()
+    eventually(lambda: server.started)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        runner.join(5)

@@ -125,3 +125,8 @@ def call_index(scope: str) -> str:
 def call_reply(call_id: str, turn: str) -> str:
     """A gather turn's answer that missed its webhook's budget, for the redirect to fetch."""
     return f"{P}callreply:{call_id}:{turn}"
+
+
+def console_login(login_id: str) -> str:
+    """An operator's console login (SPEC §10): deleted on logout, expires with the cookie."""
+    return f"{P}login:{login_id}"

@@ -36,6 +36,26 @@ def thread_and_whispers(sid: str, upto_seq: int, count: int) -> Op[tuple[list[Me
     return thread, [json.loads(r)["text"] for r in whisper_raws]
 
 
+def last_public_many(threads: list[tuple[str, int]], window: int = 8) -> Op[dict[str, Message | None]]:
+    """Per (session id, last seq): the newest public message among its last `window`, in one
+    round trip (the console's list previews)."""
+    wanted = [(sid, upto) for sid, upto in threads if upto > 0]
+    if not wanted:
+        return {sid: None for sid, _ in threads}
+    replies = yield Batch(
+        *(Cmd("HMGET", keys.messages(sid), *range(upto, max(0, upto - window), -1)) for sid, upto in wanted)
+    )
+    out: dict[str, Message | None] = {sid: None for sid, _ in threads}
+    for (sid, _), raws in zip(wanted, replies, strict=True):
+        for raw in raws:
+            if raw:
+                msg = parse_message(raw)
+                if msg.public:
+                    out[sid] = msg
+                    break
+    return out
+
+
 def find(sid: str, upto_seq: int, message_id: str, window: int = 500) -> Op[Message | None]:
     """The message with this id among the last `window` of the thread."""
     recent_ = yield from recent(sid, upto_seq, window)

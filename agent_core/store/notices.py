@@ -20,3 +20,9 @@ LIVE = keys.NOTIFY_LIVE
 def publish_turn(session_id: str, agent_id: str, **payload: Any) -> Op[None]:
     body = {"type": "turn", "session_id": session_id, "agent_id": agent_id, **payload}
     yield Cmd("PUBLISH", TURNS, json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+
+
+def publish_typing(session_id: str, who: str) -> Op[None]:
+    """An operator is writing in a session's composer (open consoles show it for a few seconds)."""
+    body = {"type": "typing", "session_id": session_id, "who": who}
+    yield Cmd("PUBLISH", LIVE, json.dumps(body, ensure_ascii=False, separators=(",", ":")))

@@ -455,6 +455,23 @@ class SessionFilter:
             out["customer_id"] = self.customer_id
         return out
 
+    def matches(self, session: Session) -> bool:
+        """Whether `list_page` with this filter would list `session` (lua/list_sessions.lua's
+        test, for a session a live notice names)."""
+        if self.agent_id and session.agent_id != self.agent_id:
+            return False
+        have = {
+            "status": session.status.value,
+            "mode": session.mode.value,
+            "help_requested": "1" if session.help_requested else "0",
+            "channel": session.channel.value,
+            "customer_id": session.customer_id,
+        }
+        if any(have[f] != v for f, v in self.field_values().items()):
+            return False
+        q = (self.q or "").lower()
+        return not q or q in session.customer_id.lower() or session.id == q
+
     def index_names(self) -> dict[str, str]:
         """Index name per given filter (session hash field -> `name:value`, as lib.lua ix_keys)."""
         return {f: f"{_INDEX_NAME[f]}:{v}" for f, v in self.field_values().items()}

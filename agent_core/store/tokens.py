@@ -54,6 +54,12 @@ def lookup(token: str) -> Op[TokenRecord | None]:
     return TokenRecord.from_json(raw) if raw else None
 
 
+def lookup_digest(token_digest: str) -> Op[TokenRecord | None]:
+    """The token whose digest this is (a console login keeps the digest, never the token)."""
+    raw = yield Cmd("GET", keys.token(token_digest))
+    return TokenRecord.from_json(raw) if raw else None
+
+
 def list_all() -> Op[list[TokenRecord]]:
     ids = yield Cmd("HGETALL", keys.TOKENS)
     if not ids:

@@ -109,17 +109,23 @@ async def get_agent(request: Request) -> Response:
     return envelope(agent_json(agent))
 
 
-async def patch_agent(request: Request) -> Response:
+async def apply_patch(request: Request, agent_id: str, patch: dict[str, Any]) -> Agent:
+    """A JSON merge patch of an agent's spec (PATCH /v1/agents/{id}; the console's knowledge
+    upload attaches a document with it)."""
     store = store_of(request)
-    patch = await json_body(request)
     unknown = sorted(set(patch) - SPEC_FIELDS)
     if unknown:
         raise Unprocessable(*(f"{k}: unknown field (or not changeable)" for k in unknown))
-    current = await load_agent(store, request.path_params["agent_id"], field="agent_id")
+    current = await load_agent(store, agent_id, field="agent_id")
     spec = parse_spec(merge_patch(_spec_dict(current), patch))
     if "knowledge" in patch:
         await check_knowledge(request, spec)
-    agent = _saved(await store.run(agents.replace(current.id, spec)))
+    return _saved(await store.run(agents.replace(current.id, spec)))
+
+
+async def patch_agent(request: Request) -> Response:
+    patch = await json_body(request)
+    agent = await apply_patch(request, request.path_params["agent_id"], patch)
     return envelope(agent_json(agent))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from tests import procs
@@ -21,6 +22,8 @@ class Gateway:
             PORT=str(self.port),
             PUBLIC_BASE_URL=self.url,
             CHATGW_DATA_DIR=str(data_dir / "var"),
+            # Fixed, so console cookies outlive a restart of the web process (restart_web).
+            SECRET_KEY="browser-tests-secret-key-0123456789",
             **environ,
         )
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -39,6 +42,15 @@ class Gateway:
                 procs.stop(proc)
             except AssertionError:
                 pass
+
+    def restart_web(self, while_down: Callable[[], object], on_down: Callable[[], object]) -> None:
+        """Stop the web process, wait for `on_down`, do `while_down`, start it again on the same port."""
+        procs.stop(self.procs[0])
+        on_down()
+        while_down()
+        web = procs.start(procs.procfile()["web"], self.environ, self.data_dir)
+        self.procs[0] = web
+        procs.wait_http(f"{self.url}/healthz", proc=web)
 
     def token(self, role: str, name: str = "") -> str:
         """A new API token with `role` (admin, operator or api), made by the real CLI."""

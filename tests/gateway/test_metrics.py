@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 import respx
-import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from starlette.testclient import TestClient
@@ -22,8 +21,8 @@ from channels.twilio.forms import status_form
 from gateway.app import create_app
 from tests.channels.twilio.wire import ACCOUNT_SID, MESSAGES_PATH, sms_form
 from tests.conftest import LLM_BASE, drain
-from tests.fakes import echo, free_port, last_user_text
-from tests.helpers import eventually, thread
+from tests.fakes import echo, last_user_text
+from tests.helpers import eventually, serving, thread
 from tests.twilio_helpers import FakeTwilioREST, post_webhook
 from tests.twilio_helpers import twilio_settings as twilio_settings_for
 from workers import jobs
@@ -241,16 +240,8 @@ def test_metrics_token_guards_metrics_but_not_health(settings: Settings, redis_u
 
 @pytest.fixture
 def live(settings: Settings, redis_url: str, ctx: Any) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, redis_url), host="127.0.0.1", port=port, log_level="warning")
-    )
-    runner = threading.Thread(target=server.run, daemon=True)
-    runner.start()
-    eventually(lambda: server.started)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    runner.join(5)
+    with serving(create_app(settings, redis_url)) as url:
+        yield url
 
 
 def test_open_sse_streams_are_a_gauge_and_a_closed_one_is_timed(

@@ -9,25 +9,15 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from gateway.app import create_app
-from tests.fakes import free_port
-from tests.helpers import eventually
+from tests.helpers import serving
 
 
 @pytest.fixture
 def live(settings: Any, redis_url: str, ctx: Any) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, redis_url), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    eventually(lambda: server.started)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(5)
+    with serving(create_app(settings, redis_url)) as url:
+        yield url
 
 
 def read_events(
