@@ -451,6 +451,9 @@ class Session(BaseModel):
     last_cust_seq: int = Field(default=0, exclude=True)
     answered_seq: int = Field(default=0, exclude=True)
     channel_use: dict[Channel, ChannelUse] = Field(default_factory=dict, exclude=True)
+    # The escalation call in progress, if any (set and cleared atomically with the call, §8);
+    # the API lists calls in `calls[]`, the console shows this as a badge.
+    live_call: str | None = Field(default=None, exclude=True)
 
     @property
     def unanswered(self) -> bool:

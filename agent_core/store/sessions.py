@@ -100,6 +100,7 @@ def parse_session(h: Mapping[str, str]) -> Session | None:
         seq=int(h.get("seq") or 0),
         last_cust_seq=int(h.get("last_cust_seq") or 0),
         answered_seq=int(h.get("answered_seq") or 0),
+        live_call=opt("live_call"),
         channel_use={
             c: ChannelUse(
                 opted_out=h.get(f"opted_out:{c.value}") == "1",

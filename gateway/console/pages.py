@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from agent_core.calls import calls_of_session, request_call
 from agent_core.models import Agent, Channel, Session, SessionMode, SessionStatus
 from agent_core.store import AsyncStore, agents, documents, memory, messages, notices, outbound, sessions
 from agent_core.store.sessions import SessionFilter
@@ -220,7 +221,11 @@ async def panel_for(store: AsyncStore, session: Session, operator: Operator) -> 
     agent = await store.run(agents.get(session.agent_id))
     can = availability(session, agent, operator.name) if agent else {}
     remembered = await store.run(memory.recall(session.agent_id, session.customer_id, 20))
-    return {**views.session_panel(session, agent, can, remembered, operator.name), "csrf": operator.login.csrf}
+    calls = await store.run(calls_of_session(session.id))
+    return {
+        **views.session_panel(session, agent, can, remembered, operator.name, calls),
+        "csrf": operator.login.csrf,
+    }
 
 
 async def session_page(request: Request) -> Response:
@@ -315,17 +320,35 @@ async def template(request: Request) -> Response:
 
 
 async def place_call(request: Request) -> Response:
-    """Operator-triggered escalation (SPEC §8). Voice escalation is another issue: until it is
-    merged this refuses with the reason, like any impossible command."""
+    """Operator-triggered escalation (SPEC §8) through the same `request_call` as the API."""
     form = await request.form()
-    await checked(request, form)
+    operator = await checked(request, form)
     sid = request.path_params["session_id"]
-    if await store_of(request).run(sessions.get(sid)) is None:
+    store = store_of(request)
+    session = await store.run(sessions.get(sid))
+    if session is None:
         raise NotFound(f"session_id: no session with id '{sid}'")
-    error = "call: calls are not available (voice escalation is not installed on this gateway)"
+    agent = await store.run(agents.get(session.agent_id))
+    if agent is None:
+        raise NotFound(f"agent: no agent with id '{session.agent_id}'")
+    to, reason = form.get("to"), form.get("reason")
+    try:
+        call = await store.run(
+            request_call(
+                session_id=sid,
+                agent=agent,
+                reason=reason if isinstance(reason, str) else None,
+                to=to if isinstance(to, str) and to.strip() else None,
+                by=operator.name,
+            )
+        )
+    except CommandError as exc:
+        if wants_json(request):
+            raise
+        return _back(sid, str(exc))
     if wants_json(request):
-        raise Unprocessable(error)
-    return _back(sid, error)
+        return JSONResponse({"success": True, "data": call.api_json()}, status_code=202)
+    return _back(sid)
 
 
 # Knowledge

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent_core.models import Agent, Message, MessageKind, Role, Session, SessionMode, ms_from_iso
+from agent_core.calls import Call
+from agent_core.models import Agent, Channel, Message, MessageKind, Role, Session, SessionMode, ms_from_iso
 
 PRIVATE_LABEL = {
     Role.whisper: "Whisper (private)",
@@ -19,7 +20,6 @@ KIND_LABEL = {
     MessageKind.handback: "Hand-back",
     MessageKind.welcome: "Welcome",
 }
-LIVE_CALL = frozenset({"queued", "ringing", "in-progress"})
 
 
 def stamp(iso: str | None) -> str:
@@ -31,17 +31,11 @@ def millis(iso: str | None) -> int:
     return int(ms_from_iso(iso)) if iso else 0
 
 
-def calls_of(session: Session) -> list[dict[str, Any]]:
-    """The session's calls (SPEC §3 Call) as the session object carries them."""
-    calls = session.model_dump(mode="json").get("calls") or []
-    return [c for c in calls if isinstance(c, dict)]
-
-
-def badges(session: Session, calls: list[dict[str, Any]]) -> list[dict[str, str]]:
+def badges(session: Session) -> list[dict[str, str]]:
     out = []
     if session.help_requested:
         out.append({"kind": "help", "label": "Help requested"})
-    if any(c.get("status") in LIVE_CALL for c in calls):
+    if session.live_call:
         out.append({"kind": "call", "label": "Live call"})
     if session.delivery_error:
         out.append({"kind": "error", "label": "Delivery error"})
@@ -53,7 +47,6 @@ def badges(session: Session, calls: list[dict[str, Any]]) -> list[dict[str, str]
 
 
 def session_row(session: Session, agent_name: str, preview: Message | None) -> dict[str, Any]:
-    calls = calls_of(session)
     return {
         "id": session.id,
         "url": f"/console/sessions/{session.id}",
@@ -70,7 +63,7 @@ def session_row(session: Session, agent_name: str, preview: Message | None) -> d
         "activity_ms": millis(session.last_activity_at or session.updated_at),
         "preview": preview.text[:140] if preview else "",
         "preview_role": preview.role.value if preview else "",
-        "badges": badges(session, calls),
+        "badges": badges(session),
         "ai_replying": ai_replying(session),
     }
 
@@ -120,14 +113,27 @@ ACTIONS = (
 )
 
 
+def call_refusal(session: Session, agent: Agent | None) -> str | None:
+    """Why the Call button cannot work now (None: it may; `request_call` still decides)."""
+    if agent is None or not agent.escalation.enabled:
+        return "phone calls are disabled for this agent"
+    if session.status.value == "closed":
+        return "the session is closed"
+    if session.opted_out or any(use.opted_out for use in session.channel_use.values()):
+        return "the customer opted out (STOP)"
+    if session.live_call:
+        return "a call is in progress"
+    return None
+
+
 def session_panel(
     session: Session,
     agent: Agent | None,
     availability: dict[str, str | None],
     memory: list[dict[str, Any]],
     operator: str,
+    calls: list[Call],
 ) -> dict[str, Any]:
-    calls = calls_of(session)
     return {
         "id": session.id,
         "customer_id": session.customer_id,
@@ -148,23 +154,28 @@ def session_panel(
         "activity": stamp(session.last_activity_at),
         "summary": session.summary or "",
         "closed_reason": session.closed_reason or "",
-        "badges": badges(session, calls),
+        "badges": badges(session),
         "input_fields": session.metadata.input_fields,
         "state_fields": session.metadata.state_fields,
         "context": session.metadata.context,
         "memory": memory,
         "calls": [
             {
-                "id": c.get("id", ""),
-                "status": c.get("status", ""),
-                "to": c.get("to", ""),
-                "reason": c.get("reason", ""),
-                "summary": c.get("summary") or "",
-                "duration_s": c.get("duration_s"),
-                "transcript": [t for t in c.get("transcript") or [] if isinstance(t, dict)],
+                "id": c.id,
+                "status": c.status.value,
+                "to": c.to,
+                "reason": c.reason or "",
+                "summary": c.summary or "",
+                "duration_s": c.duration_s,
+                "placed": c.placed,
+                "error": f"{c.error_code}: {c.error_message or ''}" if c.error_code else "",
+                "transcript": [t.model_dump(mode="json") for t in c.transcript],
             }
             for c in calls
         ],
+        "call_refusal": call_refusal(session, agent),
+        # API and web sessions have no phone number of their own: the operator gives one.
+        "call_needs_number": session.channel not in (Channel.sms, Channel.whatsapp),
         "actions": [{"command": c, "label": label, "refusal": availability.get(c)} for c, label in ACTIONS],
         "availability": availability,
         "ai_replying": ai_replying(session),

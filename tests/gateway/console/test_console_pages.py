@@ -178,16 +178,33 @@ def test_opted_out_customers_get_nothing_from_the_console(
     assert r.status_code == 422 and "opted out" in r.json()["errors"][0]
 
 
-def test_call_is_refused_until_voice_escalation_exists(
+def test_call_button_places_one_call_through_request_call(
     web: TestClient, admin: dict[str, str], api: dict[str, str], tokens_by_role: dict[str, str]
 ) -> None:
-    agent = make_agent(web, admin)
-    sid = inbound(web, api, agent["id"], "hello")
+    plain = make_agent(web, admin)
+    sid = inbound(web, api, plain["id"], "hello")
     csrf = sign_in(web, tokens_by_role["operator"])
-    assert f'action="/console/sessions/{sid}/call"' in web.get(f"/console/sessions/{sid}").text
-    r = web.post(f"/console/sessions/{sid}/call", headers={"X-CSRF-Token": csrf})
-    assert r.status_code == 422 and "calls are not available" in r.json()["errors"][0]
-    assert web.post(f"/console/sessions/{sid}/call").status_code == 403
+    assert "phone calls are disabled for this agent" in web.get(f"/console/sessions/{sid}").text
+    r = web.post(f"/console/sessions/{sid}/call", data={"to": "+15551230000"}, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 422 and r.json()["errors"][0].startswith("escalation:")
+
+    agent = make_agent(web, admin, escalation={"enabled": True, "from_number": "+15550001111"})
+    sid = inbound(web, api, agent["id"], "hello", customer="c2")
+    page = web.get(f"/console/sessions/{sid}").text
+    assert f'action="/console/sessions/{sid}/call"' in page and 'name="to"' in page
+    assert web.post(f"/console/sessions/{sid}/call", data={"to": "+15551230000"}).status_code == 403
+    bad = web.post(f"/console/sessions/{sid}/call", data={"to": "555"}, headers={"X-CSRF-Token": csrf})
+    assert bad.status_code == 422 and bad.json()["errors"][0].startswith("to:")
+    placed = web.post(f"/console/sessions/{sid}/call", data={"to": "+15551230000"}, headers={"X-CSRF-Token": csrf})
+    assert placed.status_code == 202 and placed.json()["data"]["to"] == "+15551230000"
+    again = web.post(f"/console/sessions/{sid}/call", data={"to": "+15551230000"}, headers={"X-CSRF-Token": csrf})
+    assert again.status_code == 422 and "already live" in again.json()["errors"][0]
+    page = web.get(f"/console/sessions/{sid}").text
+    assert "Live call" in page and "Call to +15551230000" in page and "a call is in progress" in page
+    r = web.get("/v1/calls", params={"session_id": sid}, headers=admin)
+    assert r.status_code == 200, r.text
+    listed = r.json()["data"]["items"]
+    assert [c["call_id"] for c in listed] == [placed.json()["data"]["call_id"]]
 
 
 def test_filters_are_shareable_links_over_the_indexed_listing(
