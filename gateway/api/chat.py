@@ -332,7 +332,7 @@ SESSION_FILTERS = (
     Query("mode", "ai | support", {"type": "string", "enum": ["ai", "support"]}),
     Query("customer_id", "Only this customer's sessions"),
     Query("help_requested", "true | false", {"type": "boolean"}),
-    Query("channel", "sms | whatsapp | api", {"type": "string", "enum": ["sms", "whatsapp", "api"]}),
+    Query("channel", " | ".join(Channel), {"type": "string", "enum": [c.value for c in Channel]}),
     Query("q", "Text search in customer ids (or an exact session id)"),
     Query("limit", "Page size (1-200, default 50)", {"type": "integer", "minimum": 1, "maximum": 200}),
     cursor_query("base64url of the last session's activity and id", {"type": "string", "pattern": "^[A-Za-z0-9_-]*$"}),
