@@ -32,6 +32,9 @@ from gateway.errors import EXCEPTION_HANDLERS, PayloadTooLarge, error_response
 from gateway.metrics import HTTPMetrics, WebMetrics
 from gateway.notifier import Notifier
 from gateway.webhooks import twilio as twilio_webhooks
+from gateway.widget import ENDPOINTS as WIDGET_ENDPOINTS
+from gateway.widget import api as widget_api
+from gateway.widget.cors import WidgetCORS
 from workers.rqwire import RQJobFormat
 
 VERSION = "0.1.0"
@@ -47,6 +50,7 @@ def endpoints() -> list[Endpoint]:
         *agents_api.ENDPOINTS,
         *customers_api.ENDPOINTS,
         *knowledge_api.ENDPOINTS,
+        *WIDGET_ENDPOINTS,
         *health_api.ENDPOINTS,
     ]
 
@@ -175,8 +179,12 @@ def create_app(settings: Settings, redis_url: str) -> Starlette:
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.app.max_body_bytes,
-        overrides={knowledge_api.UPLOAD_PATH: max(settings.app.max_body_bytes, knowledge_api.MAX_REQUEST_BYTES)},
+        overrides={
+            knowledge_api.UPLOAD_PATH: max(settings.app.max_body_bytes, knowledge_api.MAX_REQUEST_BYTES),
+            widget_api.MESSAGES_PATH: min(settings.app.max_body_bytes, widget_api.MAX_REQUEST_BYTES),
+        },
     )
+    app.add_middleware(WidgetCORS)
     app.add_middleware(RequestContext)
     # Outermost, so every response is timed, a 413 refused before routing too.
     app.add_middleware(HTTPMetrics, metrics=app.state.metrics)

@@ -20,6 +20,7 @@ from agent_core.store import (
     sessions,
     tasks,
     tokens,
+    widgets,
 )
 from agent_core.store.runner import AsyncStore, Op, Store
 from agent_core.store.sessions import (
@@ -63,4 +64,5 @@ __all__ = [
     "sessions",
     "tasks",
     "tokens",
+    "widgets",
 ]

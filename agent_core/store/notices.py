@@ -20,3 +20,9 @@ LIVE = keys.NOTIFY_LIVE
 def publish_turn(session_id: str, agent_id: str, **payload: Any) -> Op[None]:
     body = {"type": "turn", "session_id": session_id, "agent_id": agent_id, **payload}
     yield Cmd("PUBLISH", TURNS, json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+
+
+def publish_typing(session_id: str, agent_id: str) -> Op[None]:
+    """A turn is writing a reply for this session (the widget shows "typing…" until the
+    turn's final notice)."""
+    yield from publish_turn(session_id, agent_id, final=False, typing=True, reply=None)
