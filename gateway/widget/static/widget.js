@@ -29,13 +29,15 @@
     ".close{background:transparent;border:0;color:#fff;font-size:22px;cursor:pointer;width:36px;height:36px;border-radius:8px}",
     ".notice{background:#fef3c7;color:#78350f;padding:8px 12px;font-size:13px}",
     ".notice.error{background:#fee2e2;color:#7f1d1d}",
-    ".notice[hidden],.typing[hidden],form[hidden],.callbox[hidden]{display:none}",
+    ".notice[hidden],.typing[hidden],form[hidden],.callbox[hidden],.link[hidden]{display:none}",
     ".log{flex:1;overflow-y:auto;padding:12px;display:flex;flex-direction:column;gap:8px;background:#f9fafb}",
     ".msg{max-width:85%;padding:8px 11px;border-radius:12px;font-size:14px;line-height:1.4;white-space:pre-wrap;",
     "overflow-wrap:anywhere}",
     ".msg.customer{align-self:flex-end;background:var(--accent);color:#fff;border-bottom-right-radius:4px}",
     ".msg.agent,.msg.operator,.msg.preview{align-self:flex-start;background:#e5e7eb;color:#111827;border-bottom-left-radius:4px}",
     ".who{display:block;font-size:11px;font-weight:600;color:#4b5563;margin-bottom:2px}",
+    ".msg.customer .who{color:#e0e7ff}",
+    ".launcher svg{width:28px;height:28px;vertical-align:middle;fill:currentColor}",
     ".typing{padding:4px 14px;font-size:12px;color:#4b5563;font-style:italic}",
     "form{display:flex;flex-direction:column;gap:6px;padding:10px 12px;border-top:1px solid #e5e7eb}",
     "label{font-size:13px;font-weight:600;color:#374151}",
@@ -75,6 +77,17 @@
     for (var name in attrs || {}) node.setAttribute(name, attrs[name]);
     if (text != null) node.textContent = text;
     return node;
+  }
+
+  function icon(d) {
+    var ns = "http://www.w3.org/2000/svg";
+    var svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("aria-hidden", "true");
+    var path = document.createElementNS(ns, "path");
+    path.setAttribute("d", d);
+    svg.appendChild(path);
+    return svg;
   }
 
   function saved() {
@@ -138,7 +151,8 @@
     }
     var u = S.ui;
     u.host = host;
-    u.launcher = el("button", { "class": "launcher", type: "button", "aria-label": "Open chat", "aria-expanded": "false", "aria-controls": "chatgw-panel" }, "💬");
+    u.launcher = el("button", { "class": "launcher", type: "button", "aria-label": "Open chat", "aria-expanded": "false", "aria-controls": "chatgw-panel" });
+    u.launcher.appendChild(icon("M4 3h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2z"));
     u.badge = el("span", { "class": "badge", hidden: "" });
     u.launcher.appendChild(u.badge);
     u.panel = el("div", { "class": "panel", id: "chatgw-panel", role: "dialog", "aria-label": "Chat", hidden: "" });
@@ -150,7 +164,7 @@
     u.notice = el("div", { "class": "notice", role: "alert", hidden: "" });
     u.log = el("div", { "class": "log", role: "log", "aria-live": "polite", "aria-label": "Conversation", tabindex: "0" });
     u.typing = el("div", { "class": "typing", "aria-live": "polite", hidden: "" }, "Typing…");
-    u.lead = el("form", { "class": "lead", "aria-label": "Before we start", hidden: "" });
+    u.lead = el("form", { "class": "lead", "aria-label": "Before we start", novalidate: "", hidden: "" });
     u.composer = el("form", { "class": "composer", "aria-label": "Send a message" });
     var row = el("div", { "class": "row" });
     u.input = el("textarea", { id: "chatgw-input", "aria-label": "Message", placeholder: "Write a message…", rows: "1", maxlength: "4000" });
@@ -208,7 +222,9 @@
   function renderLead() {
     var form = S.ui.lead;
     form.textContent = "";
-    if (!needsLead()) { form.hidden = true; S.ui.composer.hidden = false; return; }
+    var need = needsLead();
+    S.ui.callToggle.hidden = need;
+    if (!need) { form.hidden = true; S.ui.composer.hidden = false; return; }
     form.appendChild(el("p", { "class": "who" }, "Please tell us about you first."));
     S.agent.lead_form.fields.forEach(function (f) {
       var id = "chatgw-lead-" + f.name;
