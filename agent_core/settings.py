@@ -123,8 +123,8 @@ class AppSettings(BaseSettings):
     # is public (a PaaS gives one port): scrapers then send `Authorization: Bearer <token>`.
     metrics_token: SecretStr | None = Field(default=None, validation_alias="METRICS_TOKEN")
     # Per API token (SPEC §6's 429): a sustained rate and the burst on top; 0 turns it off.
-    api_rate_per_s: float = Field(default=100.0, ge=0, validation_alias="API_RATE_PER_S")
-    api_rate_burst: int = Field(default=1000, ge=1, validation_alias="API_RATE_BURST")
+    api_rate_per_s: float = Field(default=1000.0, ge=0, validation_alias="API_RATE_PER_S")
+    api_rate_burst: int = Field(default=10_000, ge=1, validation_alias="API_RATE_BURST")
     # The web widget's abuse limits (SPEC §14), per client IP and per visitor; 0 turns one off.
     widget_requests_per_minute_ip: float = Field(default=600, ge=0, validation_alias="WIDGET_REQUESTS_PER_MINUTE_IP")
     widget_messages_per_minute_ip: float = Field(default=60, ge=0, validation_alias="WIDGET_MESSAGES_PER_MINUTE_IP")

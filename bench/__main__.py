@@ -1,4 +1,4 @@
-"""`python -m bench [ingest|turns|webhook|all] [--duration S] [--turns N] [--engine auto|wrk|python]`
+"""`python -m bench [ingest|turns|webhook|widget|all] [--duration S] [--turns N] [--engine auto|wrk|python]`
 
 Runs the benchmarks, prints a compact table and writes the full results as JSON to
 bench/results/ (git-ignored). Figures are only comparable within one run: read the ratios.
@@ -148,6 +148,24 @@ def webhook_table(ing: dict[str, Any], lat: dict[str, Any]) -> list[str]:
     return out
 
 
+def widget_table(r: dict[str, Any]) -> list[str]:
+    def row(label: str, x: dict[str, Any] | str) -> str:
+        if isinstance(x, str):
+            return f"  {label:<44}{x}"
+        return f"  {label:<44}p50 {x['p50_ms']:.2f} ms  p95 {x['p95_ms']:.2f}  p99 {x['p99_ms']:.2f}  (n={x['n']})"
+
+    idle = r["idle_streams"]
+    return [
+        "Widget: visitor message -> AI reply (offline responder = zero-latency LLM), idle streams, widget.js",
+        row("reply on the widget's SSE stream", r["reply_latency"]),
+        row("reply rendered in the widget (chromium)", r["browser_reply_latency"]),
+        f"  idle widget streams on one web process: {idle['streams']} open (gauge {idle['sse_streams_open_gauge']:.0f},"
+        f" closed {idle['closed_by_server']}), +{idle['extra_mib']} MiB = {idle['kib_per_stream']} KiB/stream"
+        f" (RSS {idle['web_rss_before_mib']} -> {idle['web_rss_after_mib']} MiB), opened in {idle['opened_in_s']} s",
+        f"  widget.js: {r['script']['bytes']:,} bytes ({r['script']['gzip_bytes']:,} gzipped)",
+    ]
+
+
 def _concurrencies(r: dict[str, Any]) -> list[int]:
     return sorted({int(k.split("@c")[1]) for k in r["runs"]})
 
@@ -193,7 +211,7 @@ def _open_loop_rows(r: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description="Chat Agent Gateway benchmarks")
-    p.add_argument("which", nargs="?", choices=("ingest", "turns", "webhook", "all"), default="all")
+    p.add_argument("which", nargs="?", choices=("ingest", "turns", "webhook", "widget", "all"), default="all")
     p.add_argument("--duration", type=float, default=8.0, help="seconds per ingest load run (default 8)")
     p.add_argument("--turns", type=int, default=2_000, help="turns queued per turn configuration (default 2000)")
     p.add_argument("--engine", choices=("auto", "wrk", "python"), default="auto", help="load generator")
@@ -220,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
         results["webhook_ingest"] = webhook.run_ingest(args.duration, engine=args.engine, log=say)
         results["webhook_latency"] = webhook.run_latency(log=say)
         tables += webhook_table(results["webhook_ingest"], results["webhook_latency"])
+    if args.which in ("widget", "all"):
+        from bench import widget
+
+        results["widget"] = widget.run(log=lambda s: print(s, flush=True))
+        tables += widget_table(results["widget"])
     results["wall_s"] = round(time.monotonic() - started, 1)
 
     RESULTS.mkdir(exist_ok=True)
@@ -227,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     findings = {
         part: results[part]["log_findings"]
-        for part in ("ingest", "turns", "webhook_ingest", "webhook_latency")
+        for part in ("ingest", "turns", "webhook_ingest", "webhook_latency", "widget")
         if results.get(part, {}).get("log_findings")
     }
     print("\n" + "\n".join(tables))
