@@ -38,7 +38,7 @@ from gateway.http import (
     query_bool,
     query_enum,
     query_float,
-    query_int,
+    seq_position,
 )
 from gateway.notifier import Notifier
 
@@ -273,14 +273,7 @@ async def list_messages(request: Request) -> Response:
     token: TokenRecord = request.state.token
     if include_private and token.role not in OPERATOR:
         raise Forbidden("include_private: needs an operator or admin token")
-    cursor = request.query_params.get("cursor")
-    if cursor:
-        try:
-            after = int(cursor)
-        except ValueError:
-            raise Unprocessable("cursor: not a cursor this API issued") from None
-    else:
-        after = query_int(request, "after_seq", 0, minimum=0)
+    after = seq_position(request)
     items, next_after = await store_of(request).run(
         messages.page(
             session.id,

@@ -80,6 +80,7 @@ def live_stream(request: Request, session_id: str, after: int, view: View) -> Re
 
     async def stream() -> AsyncIterator[str]:
         last = after
+        typing = False
         queue = await notifier.subscribe(session_id)
         try:
             open_streams.inc()
@@ -106,8 +107,11 @@ def live_stream(request: Request, session_id: str, after: int, view: View) -> Re
                     if current is not None:
                         yield sse("session", view.session(current))
                 elif kind == "turn" and view.typing:
-                    typing = bool(notice.get("typing")) and not notice.get("final")
-                    yield sse("typing", {"typing": typing})
+                    # A turn's reply and its end both stop the typing; say each change once.
+                    now_typing = bool(notice.get("typing")) and not notice.get("final")
+                    if now_typing != typing:
+                        typing = now_typing
+                        yield sse("typing", {"typing": typing})
         finally:
             open_streams.dec()
             await notifier.unsubscribe(session_id, queue)

@@ -22,7 +22,7 @@ from gateway.api.common import store_of
 from gateway.api.events import View, live_stream, resume_point
 from gateway.api.routing import Endpoint, Query
 from gateway.errors import Forbidden, NotFound, Unauthorized, Unprocessable, envelope
-from gateway.http import limit_param, page, parse_body, query_int
+from gateway.http import limit_param, page, parse_body, seq_position
 from gateway.limits import enforce
 from gateway.widget import cors, tokens
 from gateway.widget.tokens import Visitor
@@ -279,13 +279,7 @@ async def post_message(request: Request) -> Response:
 
 async def list_messages(request: Request) -> Response:
     _, agent, session = await _visitor(request)
-    after = query_int(request, "after_seq", 0, minimum=0)
-    cursor = request.query_params.get("cursor")
-    if cursor:
-        try:
-            after = int(cursor)
-        except ValueError:
-            raise Unprocessable("cursor: not a cursor this API issued") from None
+    after = seq_position(request)
     items, next_after = await store_of(request).run(
         messages.page(
             session.id, after_seq=after, limit=limit_param(request), last_seq=session.seq, include_private=False

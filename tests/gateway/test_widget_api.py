@@ -4,21 +4,18 @@ visitor tokens, identity verification, lead forms, abuse limits, and what a visi
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.testclient import TestClient
 
 from agent_core.settings import Settings
 from agent_core.widget import identity_hash
 from gateway.app import create_app
 from tests.conftest import drain
-from tests.fakes import free_port
+from tests.gateway import test_sse
 from tests.gateway.test_sse import read_events
-from tests.helpers import eventually
 
 SITE = "https://shop.example.com"
 OTHER = "https://evil.example.net"
@@ -349,18 +346,7 @@ def test_the_widget_script_is_one_small_static_file(client: TestClient) -> None:
     assert client.get("/widget.js", headers={"If-None-Match": r.headers["etag"]}).status_code == 304
 
 
-@pytest.fixture
-def live(settings: Settings, redis_url: str, ctx: Any) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, redis_url), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    eventually(lambda: server.started)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(5)
+live = test_sse.live
 
 
 def test_the_stream_shows_typing_then_the_reply_and_resumes_after_last_event_id(
@@ -397,3 +383,39 @@ def test_the_stream_shows_typing_then_the_reply_and_resumes_after_last_event_id(
     read_events(url, headers, 1, replay)
     assert replay[0][0] == "message" and replay[0][1]["role"] == "agent"
     assert replay[0][1]["seq"] > sent["seq"]
+
+
+def test_an_agents_file_enables_the_widget_and_keeps_its_key_on_every_apply(store: Any, tmp_path: Any) -> None:
+    from gateway.cli.agent_files import apply_file
+
+    path = tmp_path / "agents.yaml"
+    path.write_text(
+        f"agents:\n  - id: agent_site\n    name: Site\n    widget: {{enabled: true, allowed_origins: [{SITE}]}}\n"
+    )
+    [(action, first)] = apply_file(store, path)
+    assert action == "created" and first.widget.public_key
+    [(action, again)] = apply_file(store, path)
+    assert action == "unchanged" and again.widget.public_key == first.widget.public_key
+
+
+def test_the_demo_page_embeds_the_widget_of_the_demo_agent(client: TestClient, store: Any) -> None:
+    from gateway.cli.demo import demo_origins, ensure_demo
+
+    assert client.get("/widget/demo").status_code == 404
+    origins = demo_origins("http://127.0.0.1:8000")
+    assert origins == ["http://127.0.0.1:8000", "http://localhost:8000"]
+    ensure_demo(store, origins)
+    page = client.get("/widget/demo")
+    assert page.status_code == 200 and "script-src 'self'" in page.headers["content-security-policy"]
+    key = client.get("/v1/agents/agent_demo", headers=admin_headers(store)).json()["data"]["widget"]["public_key"]
+    assert f'src="/widget.js" data-key="{key}"' in page.text
+    config = client.get(f"/widget/v1/config?key={key}", headers={"Origin": "http://localhost:8000"})
+    assert config.status_code == 200 and config.json()["data"]["agent"]["lead_form"]["fields"]
+
+
+def admin_headers(store: Any) -> dict[str, str]:
+    from agent_core.store import tokens
+    from agent_core.store.tokens import TokenRole
+
+    token, _ = store.run(tokens.create("demo-admin", TokenRole.admin))
+    return {"API-Token": token}
