@@ -31,7 +31,7 @@ def allow(request: Request, origin: str) -> None:
 def _origin(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"origin":
-            return value.decode("latin-1")
+            return bytes(value).decode("latin-1")
     return None
 
 

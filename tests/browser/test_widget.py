@@ -16,12 +16,17 @@ from playwright.sync_api import Browser, Page, expect
 
 from agent_core.store import Store, agents
 from agent_core.support import run_command
+from agent_core.widget import identity_hash
 from tests import procs
 from tests.browser.gateway import Gateway
 from tests.fakes import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
+USER_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Account</title></head><body>
+<h1>Your account</h1>
+<script src="{gateway}/widget.js" data-key="{key}" data-user-id="{user}" data-user-hash="{hash}" async></script>
+</body></html>"""
 HOST_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Shop</title>
@@ -180,6 +185,11 @@ def test_a_visitor_chats_through_the_widget_on_another_site(
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
     page.screenshot(path=str(artifacts / "widget-390.png"))
 
+    page.get_by_role("button", name="Request a phone call").click()
+    page.get_by_label("Your phone number").fill("+1 555 010 2030")
+    page.get_by_role("button", name="Call me").click()
+    expect(page.get_by_role("alert")).to_contain_text("calls are not available")
+
 
 def test_a_site_not_in_allowed_origins_gets_a_clear_error_and_nothing_is_stored(
     browser: Browser, gateway: Gateway, shop: tuple[HostSite, str], operator: dict[str, str], artifacts: Path
@@ -199,3 +209,33 @@ def test_a_site_not_in_allowed_origins_gets_a_clear_error_and_nothing_is_stored(
         foreign.close()
     stats = httpx.get(f"{gateway.url}/v1/chat/stats", headers=operator).json()["data"]
     assert stats["total"] == 0
+
+
+def test_a_logged_in_user_continues_the_conversation_on_another_device(
+    gateway: Gateway, admin: dict[str, str], operator: dict[str, str], browser: Browser
+) -> None:
+    port = free_port()
+    secret = "host-site-identity-secret"
+    widget = {"enabled": True, "allowed_origins": [f"http://localhost:{port}"], "identity_secret": secret}
+    agent = httpx.post(f"{gateway.url}/v1/agents", json={"name": "Account help", "widget": widget}, headers=admin)
+    key = agent.json()["data"]["widget"]["public_key"]
+    digest = identity_hash(secret, "user-42")
+    site = HostSite("localhost", port, USER_PAGE.format(gateway=gateway.url, key=key, user="user-42", hash=digest))
+    devices = [browser.new_context(viewport={"width": 1280, "height": 800}) for _ in range(2)]
+    try:
+        laptop = devices[0].new_page()
+        laptop.goto(site.origin + "/")
+        laptop.get_by_role("button", name="Open chat").click()
+        laptop.get_by_label("Message", exact=True).fill("Started on my laptop")
+        laptop.get_by_label("Message", exact=True).press("Enter")
+        expect(laptop.locator(".msg.agent")).to_have_count(1)
+        phone = devices[1].new_page()  # another device: nothing in its localStorage
+        phone.goto(site.origin + "/")
+        phone.get_by_role("button", name="Open chat").click()
+        expect(phone.locator(".msg.customer")).to_contain_text("Started on my laptop")
+    finally:
+        for device in devices:
+            device.close()
+        site.close()
+    sessions = httpx.get(f"{gateway.url}/v1/chat/sessions?channel=web", headers=operator).json()["data"]["items"]
+    assert [s["customer_id"] for s in sessions] == ["user-42"]
