@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from agent_core import inbound, widget
-from agent_core.models import PUBLIC_KEY_PATTERN, Agent, AgentStatus, Channel, Session
+from agent_core.models import PUBLIC_KEY_PATTERN, Agent, AgentStatus, Channel, Session, normalize_origin
 from agent_core.store import IngestStatus, agents, messages, sessions, widgets
 from agent_core.store.limits import Rate
 from agent_core.widget import WidgetError
@@ -78,10 +78,14 @@ async def signing_key(request: Request) -> str:
 
 
 def request_origin(request: Request) -> str:
+    """The page's origin: `Origin`, or this server's own for a browser's same-origin GET (which
+    carries no Origin, only `Sec-Fetch-Site: same-origin`), e.g. the demo page's."""
     origin = request.headers.get("origin")
-    if not origin:
-        raise Forbidden("Origin: missing (the widget API answers browsers on the agent's allowed origins)")
-    return origin
+    if origin:
+        return origin
+    if request.headers.get("sec-fetch-site") == "same-origin":
+        return normalize_origin(str(request.base_url))
+    raise Forbidden("Origin: missing (the widget API answers browsers on the agent's allowed origins)")
 
 
 def check_origin(request: Request, agent: Agent, origin: str) -> None:

@@ -17,6 +17,7 @@ from playwright.sync_api import Browser, Page, expect
 from agent_core.store import Store, agents
 from agent_core.support import run_command
 from agent_core.widget import identity_hash
+from gateway.cli.demo import demo_origins, ensure_demo
 from tests import procs
 from tests.browser.gateway import Gateway
 from tests.fakes import free_port
@@ -239,3 +240,21 @@ def test_a_logged_in_user_continues_the_conversation_on_another_device(
         site.close()
     sessions = httpx.get(f"{gateway.url}/v1/chat/sessions?channel=web", headers=operator).json()["data"]["items"]
     assert [s["customer_id"] for s in sessions] == ["user-42"]
+
+
+def test_the_demo_page_works_under_its_strict_csp_with_no_keys(
+    gateway: Gateway, store: Store, page: Page, artifacts: Path
+) -> None:
+    ensure_demo(store, demo_origins(gateway.url))
+    violations: list[str] = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    page.goto(f"{gateway.url}/widget/demo")  # the gateway's own origin: same-origin GETs carry no Origin
+    page.get_by_role("button", name="Open chat").click()
+    expect(page.get_by_role("dialog", name="Acme Demo Store")).to_be_visible()
+    page.get_by_label("Your name").fill("Newcomer")
+    page.get_by_role("button", name="Start chat").click()
+    page.get_by_label("Message", exact=True).fill("How long does shipping take?")
+    page.get_by_label("Message", exact=True).press("Enter")
+    expect(page.locator(".msg.agent").last).to_contain_text("3 to 5 business days")
+    page.screenshot(path=str(artifacts / "widget-demo.png"))
+    assert violations == []

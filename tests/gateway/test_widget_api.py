@@ -122,6 +122,18 @@ def test_a_missing_or_foreign_origin_is_refused_and_nothing_is_stored(
     assert client.get("/widget/v1/messages", headers=as_visitor(token, OTHER)).status_code == 403
 
 
+def test_a_same_origin_request_without_origin_counts_as_the_gateways_own(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    # Browsers send no Origin on a same-origin GET (the demo page, served by the gateway).
+    own = make_agent(client, admin, allowed_origins=["http://testserver"])["widget"]["public_key"]
+    same = {"Sec-Fetch-Site": "same-origin"}
+    assert client.get(f"/widget/v1/config?key={own}", headers=same).status_code == 200
+    assert client.get(f"/widget/v1/config?key={own}", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    other = make_agent(client, admin)["widget"]["public_key"]
+    assert client.get(f"/widget/v1/config?key={other}", headers=same).status_code == 403
+
+
 def test_cors_is_exactly_the_allowed_origins(client: TestClient, admin: dict[str, str]) -> None:
     key = make_agent(client, admin)["widget"]["public_key"]
     pre = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type,authorization"}
