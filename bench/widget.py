@@ -115,13 +115,17 @@ BROWSER_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>bench<
 MEASURE = """async (text) => {
   const root = document.querySelector('#chatgw-widget').shadowRoot;
   const log = root.querySelector('.log');
+  const send = root.querySelector('.send');
+  // The reply can render before the previous send's answer re-enables the button.
+  while (send.disabled) await new Promise((r) => setTimeout(r, 5));
   const before = log.querySelectorAll('.msg.agent').length;
   const input = root.querySelector('textarea');
-  const done = new Promise((resolve) => {
+  const done = new Promise((resolve, reject) => {
     const seen = new MutationObserver(() => {
       if (log.querySelectorAll('.msg.agent').length > before) { seen.disconnect(); resolve(performance.now()); }
     });
     seen.observe(log, {childList: true});
+    setTimeout(() => reject(new Error('no reply rendered within 30 s')), 30000);
   });
   input.value = text;
   const t0 = performance.now();
