@@ -150,6 +150,7 @@ def test_a_visitor_chats_through_the_widget_on_another_site(
     took = httpx.post(support, json={"command": "takeover", "message": "Hi Ada, Alice here."}, headers=operator)
     assert took.status_code == 200
     expect(log.locator(".msg.operator")).to_contain_text("Hi Ada, Alice here.")
+    expect(page.get_by_role("alert")).to_contain_text("A member of our team has joined")
     assert "SECRET-WHISPER" not in widget_html(page) and "SECRET-WHISPER" not in page.content()
 
     # A dropped connection: what the operator wrote meanwhile arrives once, on reconnect.
@@ -179,6 +180,16 @@ def test_a_visitor_chats_through_the_widget_on_another_site(
     expect(page.get_by_label("Your name")).to_have_count(0)  # no lead form again
     assert web_session(gateway, operator)["id"] == session["id"]
     page.screenshot(path=str(artifacts / "widget-1280-reloaded.png"))
+
+    # Closed panel: Escape returns focus to the launcher, and a new message is counted as unread.
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_role("button", name="Open chat")).to_be_focused()
+    httpx.post(support, json={"message": "Are you still there?"}, headers=operator)
+    expect(page.get_by_role("button", name="Open chat (1 unread)")).to_be_visible()
+    page.get_by_role("button", name="Open chat (1 unread)").click()
+    expect(page.get_by_label("Message", exact=True)).to_be_focused()
+    expect(page.get_by_role("button", name="Open chat", exact=True)).to_be_visible()
 
     page.set_viewport_size({"width": 390, "height": 844})
     expect(dialog).to_be_visible()

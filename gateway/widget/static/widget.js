@@ -412,6 +412,8 @@
       if (s.status === "closed") {
         S.closed = true;
         notify("This conversation has ended. Write again to start a new one.", false);
+      } else if (s.mode === "support") {
+        notify("A member of our team has joined the conversation.", false);
       }
     });
     es.addEventListener("error", function () {
