@@ -39,6 +39,8 @@ class CustomerMessage:
     meta: Mapping[str, Any] = field(default_factory=dict)
     dedupe: tuple[tuple[str, str], ...] = ()
     profile_name: str = ""
+    # The input_fields of a session this message opens (e.g. a widget visitor's lead).
+    input_fields: Mapping[str, Any] = field(default_factory=dict)
 
 
 def receive(msg: CustomerMessage) -> Op[IngestResult]:
@@ -65,6 +67,7 @@ def receive(msg: CustomerMessage) -> Op[IngestResult]:
         kind=msg.kind.value if msg.kind and msg.kind.keyword else "message",
         dedupe=msg.dedupe,
         profile_name=msg.profile_name,
+        input_fields=msg.input_fields,
         agent_address=msg.agent_address,
         messaging_service_sid=msg.messaging_service_sid,
     )

@@ -274,6 +274,134 @@ class EscalationConfig(Strict):
         return self
 
 
+PUBLIC_KEY_PATTERN = r"^pk_[A-Za-z0-9_-]{16,64}$"
+LEAD_FIELD_NAME = r"^[a-z][a-z0-9_]{0,39}$"
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def new_public_key() -> str:
+    return "pk_" + secrets.token_urlsafe(18)
+
+
+def normalize_origin(value: str) -> str:
+    """An exact web origin as browsers send it in `Origin`: scheme://host[:port], lower case,
+    without the scheme's default port; a path, query, fragment or credentials is refused."""
+    parts = urlsplit(value.strip())
+    if parts.scheme.lower() not in DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"'{value}' is not an origin (scheme://host[:port], http or https)")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"'{value}' is not an origin: no path, query, fragment or credentials")
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"'{value}' has an invalid port") from None
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}" + (f":{port}" if port and port != DEFAULT_PORTS[scheme] else "")
+
+
+class LeadFieldType(StrEnum):
+    text = "text"
+    email = "email"
+    tel = "tel"
+
+
+class LeadField(Strict):
+    name: str = Field(pattern=LEAD_FIELD_NAME, description="The key in the session's input_fields")
+    label: str = Field(min_length=1, max_length=100)
+    type: LeadFieldType = LeadFieldType.text
+    required: bool = False
+
+
+class LeadForm(Strict):
+    fields: list[LeadField] = Field(default_factory=list, max_length=10, description="Field names are unique")
+
+    @field_validator("fields")
+    @classmethod
+    def _unique(cls, value: list[LeadField]) -> list[LeadField]:
+        names = [f.name for f in value]
+        if len(set(names)) != len(names):
+            raise ValueError("lead field names must be unique")
+        return value
+
+
+def _widget_rule(schema: dict[str, Any]) -> None:
+    # WidgetConfig._needs_origins: an enabled widget names at least one origin.
+    schema["anyOf"] = [
+        {"properties": {"enabled": {"const": False}}},
+        {"required": ["allowed_origins"], "properties": {"allowed_origins": {"minItems": 1}}},
+    ]
+
+
+class WidgetConfig(Strict):
+    """The web chat widget (SPEC §14). `public_key` is the server's (made when the widget is
+    first enabled, replaced by rotate_key); `identity_secret` is write-only."""
+
+    model_config = ConfigDict(json_schema_extra=_widget_rule)
+
+    enabled: bool = False
+    public_key: str | None = Field(
+        default=None,
+        description="Generated when the widget is enabled; POST /v1/agents/{id}/widget/rotate_key replaces it",
+        json_schema_extra={"readOnly": True, "pattern": PUBLIC_KEY_PATTERN},
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Exact origins (scheme://host[:port]) of the sites that embed the widget",
+        json_schema_extra={
+            "items": {"type": "string", "pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9.-]+(:[0-9]{1,4})?/?$"}
+        },
+    )
+    title: str | None = Field(default=None, max_length=100)
+    greeting: str | None = Field(default=None, max_length=500)
+    color: str = Field(default="#2563eb", pattern=r"^#[0-9a-fA-F]{6}$")
+    lead_form: LeadForm = Field(default_factory=LeadForm)
+    identity_secret: str | None = Field(
+        default=None,
+        min_length=16,
+        max_length=200,
+        description="HMAC-SHA256 key of identity verification; never shown again (reads say identity_secret_set)",
+        json_schema_extra={"writeOnly": True},
+    )
+    identity_secret_set: bool = Field(
+        default=False, description="Whether an identity_secret is set", json_schema_extra={"readOnly": True}
+    )
+    show_operator_names: bool = Field(default=False, description="Show visitors the operator's token name")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_secret_set(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = {**data, "identity_secret_set": data.get("identity_secret") is not None}
+        return data
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        out: list[str] = []
+        for origin in value:
+            norm = normalize_origin(origin)
+            if norm not in out:
+                out.append(norm)
+        return out
+
+    @field_validator("public_key")
+    @classmethod
+    def _check_key(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(PUBLIC_KEY_PATTERN, value):
+            raise ValueError("not a public key this server issued")
+        return value
+
+    @model_validator(mode="after")
+    def _needs_origins(self) -> WidgetConfig:
+        if self.enabled and not self.allowed_origins:
+            raise ValueError("widget.enabled needs at least one of allowed_origins (e.g. https://www.example.com)")
+        return self
+
+
 BUILTIN_TOOL_NAMES = frozenset(
     {"request_human", "request_call", "search_knowledge", "transition", "set_field", "end_session", "end_call"}
 )
@@ -366,6 +494,7 @@ class AgentSpec(Strict):
     escalation: EscalationConfig = Field(default_factory=EscalationConfig)
     tools: list[ToolConfig] = Field(default_factory=list, max_length=32, description="Tool names are unique")
     webhook: WebhookConfig | None = None
+    widget: WidgetConfig = Field(default_factory=WidgetConfig)
     debounce_ms: int | None = Field(default=None, ge=0, le=30_000)
 
     @field_validator("tools")
@@ -389,7 +518,7 @@ class Agent(AgentSpec):
     def debounce_for(self, channel: Channel) -> int:
         if self.debounce_ms is not None:
             return self.debounce_ms
-        return 0 if channel is Channel.api else 1500
+        return 0 if channel in (Channel.api, Channel.web) else 1500
 
     @property
     def initial_state(self) -> str:

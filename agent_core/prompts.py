@@ -23,6 +23,10 @@ STYLE = {
         "no markdown headings or tables."
     ),
     Channel.api: "You are chatting with the customer in a chat window. Reply concisely and helpfully.",
+    Channel.web: (
+        "You are chatting with a visitor in the chat widget of the company's website. Reply in "
+        "plain text, concisely and helpfully."
+    ),
 }
 VOICE_STYLE = (
     "You are speaking with the customer on a phone call. Use short, natural spoken sentences; "

@@ -124,6 +124,17 @@ class AppSettings(BaseSettings):
     # Unset: /metrics is open, for a scraper on a private network. Set it where the web port
     # is public (a PaaS gives one port): scrapers then send `Authorization: Bearer <token>`.
     metrics_token: SecretStr | None = Field(default=None, validation_alias="METRICS_TOKEN")
+    # Per API token (SPEC §6's 429): a sustained rate and the burst on top; 0 turns it off.
+    api_rate_per_s: float = Field(default=1000.0, ge=0, validation_alias="API_RATE_PER_S")
+    api_rate_burst: int = Field(default=10_000, ge=1, validation_alias="API_RATE_BURST")
+    # The web widget's abuse limits (SPEC §14), per client IP and per visitor; 0 turns one off.
+    widget_requests_per_minute_ip: float = Field(default=600, ge=0, validation_alias="WIDGET_REQUESTS_PER_MINUTE_IP")
+    widget_messages_per_minute_ip: float = Field(default=60, ge=0, validation_alias="WIDGET_MESSAGES_PER_MINUTE_IP")
+    widget_messages_per_minute_visitor: float = Field(
+        default=20, ge=0, validation_alias="WIDGET_MESSAGES_PER_MINUTE_VISITOR"
+    )
+    widget_sessions_per_hour_ip: float = Field(default=20, ge=0, validation_alias="WIDGET_SESSIONS_PER_HOUR_IP")
+    widget_max_message_chars: int = Field(default=4000, ge=1, le=100_000, validation_alias="WIDGET_MAX_MESSAGE_CHARS")
 
     @field_validator("public_base_url")
     @classmethod

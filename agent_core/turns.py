@@ -179,6 +179,7 @@ def _round(deps: TurnDeps, sid: str) -> TurnOutcome:
             deps.sleep((debounce_ms - quiet_for) / 1000)
             return TurnOutcome.again
     thread, guidance = store.run(messages.thread_and_whispers(sid, session.seq, THREAD_WINDOW))
+    store.run(notices.publish_replying(sid, session.agent_id))
     generated = generate(deps, agent, session, thread, guidance)
     return commit_reply(deps, agent, session, generated)
 

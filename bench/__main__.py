@@ -1,4 +1,5 @@
-"""`python -m bench [ingest|turns|webhook|voice|all|console] [--duration S] [--turns N] [--engine auto|wrk|python]`
+"""`python -m bench [ingest|turns|webhook|voice|widget|all|console] [--duration S] [--turns N]
+[--engine auto|wrk|python]`
 
 Runs the benchmarks, prints a compact table and writes the full results as JSON to
 bench/results/ (git-ignored). Figures are only comparable within one run: read the ratios.
@@ -148,6 +149,24 @@ def webhook_table(ing: dict[str, Any], lat: dict[str, Any]) -> list[str]:
     return out
 
 
+def widget_table(r: dict[str, Any]) -> list[str]:
+    def row(label: str, x: dict[str, Any] | str) -> str:
+        if isinstance(x, str):
+            return f"  {label:<44}{x}"
+        return f"  {label:<44}p50 {x['p50_ms']:.2f} ms  p95 {x['p95_ms']:.2f}  p99 {x['p99_ms']:.2f}  (n={x['n']})"
+
+    idle = r["idle_streams"]
+    return [
+        "Widget: visitor message -> AI reply (offline responder = zero-latency LLM), idle streams, widget.js",
+        row("reply on the widget's SSE stream", r["reply_latency"]),
+        row("reply rendered in the widget (chromium)", r["browser_reply_latency"]),
+        f"  idle widget streams on one web process: {idle['streams']} open (gauge {idle['sse_streams_open_gauge']:.0f},"
+        f" closed {idle['closed_by_server']}), +{idle['extra_mib']} MiB = {idle['kib_per_stream']} KiB/stream"
+        f" (RSS {idle['web_rss_before_mib']} -> {idle['web_rss_after_mib']} MiB), opened in {idle['opened_in_s']} s",
+        f"  widget.js: {r['script']['bytes']:,} bytes ({r['script']['gzip_bytes']:,} gzipped)",
+    ]
+
+
 def _concurrencies(r: dict[str, Any]) -> list[int]:
     return sorted({int(k.split("@c")[1]) for k in r["runs"]})
 
@@ -194,7 +213,8 @@ def _open_loop_rows(r: dict[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description="Chat Agent Gateway benchmarks")
     # `console` (bench/console.py, ~4 min) is not part of `all`.
-    p.add_argument("which", nargs="?", choices=("ingest", "turns", "webhook", "voice", "all", "console"), default="all")
+    choices = ("ingest", "turns", "webhook", "voice", "widget", "all", "console")
+    p.add_argument("which", nargs="?", choices=choices, default="all")
     p.add_argument("--duration", type=float, default=8.0, help="seconds per ingest load run (default 8)")
     p.add_argument("--turns", type=int, default=2_000, help="turns queued per turn configuration (default 2000)")
     p.add_argument("--engine", choices=("auto", "wrk", "python"), default="auto", help="load generator")
@@ -231,6 +251,11 @@ def main(argv: list[str] | None = None) -> int:
 
         results["console"] = console.run(log=lambda s: print(s, flush=True))
         tables += console.table(results["console"])
+    if args.which in ("widget", "all"):
+        from bench import widget
+
+        results["widget"] = widget.run(log=lambda s: print(s, flush=True))
+        tables += widget_table(results["widget"])
     results["wall_s"] = round(time.monotonic() - started, 1)
 
     RESULTS.mkdir(exist_ok=True)
@@ -238,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     findings = {
         part: results[part]["log_findings"]
-        for part in ("ingest", "turns", "webhook_ingest", "webhook_latency", "voice", "console")
+        for part in ("ingest", "turns", "webhook_ingest", "webhook_latency", "voice", "widget", "console")
         if results.get(part, {}).get("log_findings")
     }
     print("\n" + "\n".join(tables))

@@ -128,7 +128,15 @@ class Stack:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}
         pythonpath = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        return env | self.extra_env | {"REDIS_URL": self.redis_url, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"}
+        # One token plays every API client: its rate limit is checked on every request (the
+        # cost is measured) but never binds.
+        limits = {"API_RATE_PER_S": "1000000", "API_RATE_BURST": "1000000"}
+        return (
+            env
+            | limits
+            | self.extra_env
+            | {"REDIS_URL": self.redis_url, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"}
+        )
 
     def spawn(self, name: str, args: list[str], cwd: Path | None = None) -> Proc:
         log_path = self.tmp / f"{name}-{len(self.procs)}.log"

@@ -18,6 +18,7 @@ class Channel(StrEnum):
     sms = "sms"
     whatsapp = "whatsapp"
     api = "api"
+    web = "web"
 
     @property
     def capabilities(self) -> Capabilities:
@@ -45,6 +46,8 @@ CAPABILITIES: dict[Channel, Capabilities] = {
     Channel.sms: Capabilities(delivered=True, max_length=1600),
     Channel.whatsapp: Capabilities(delivered=True, max_length=1600, session_window_s=24 * 3600, label="WhatsApp"),
     Channel.api: Capabilities(delivered=False),
+    # The web chat widget reads replies from its stream and the widget API, like the Chat API.
+    Channel.web: Capabilities(delivered=False, label="web chat"),
 }
 
 

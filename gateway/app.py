@@ -36,6 +36,9 @@ from gateway.metrics import HTTPMetrics, WebMetrics
 from gateway.notifier import Notifier
 from gateway.webhooks import twilio as twilio_webhooks
 from gateway.webhooks import voice as voice_webhooks
+from gateway.widget import ENDPOINTS as WIDGET_ENDPOINTS
+from gateway.widget import api as widget_api
+from gateway.widget.cors import WidgetCORS
 from workers.rqwire import RQJobFormat
 
 VERSION = "0.1.0"
@@ -53,6 +56,7 @@ def endpoints() -> list[Endpoint]:
         *agents_api.ENDPOINTS,
         *customers_api.ENDPOINTS,
         *knowledge_api.ENDPOINTS,
+        *WIDGET_ENDPOINTS,
         *health_api.ENDPOINTS,
     ]
 
@@ -190,10 +194,14 @@ def create_app(settings: Settings, redis_url: str, voice_llm: AsyncLLMProvider |
         BodyLimit,
         max_bytes=settings.app.max_body_bytes,
         overrides={
-            path: max(settings.app.max_body_bytes, knowledge_api.MAX_REQUEST_BYTES)
-            for path in (knowledge_api.UPLOAD_PATH, console.UPLOAD_PATH)
+            **{
+                path: max(settings.app.max_body_bytes, knowledge_api.MAX_REQUEST_BYTES)
+                for path in (knowledge_api.UPLOAD_PATH, console.UPLOAD_PATH)
+            },
+            widget_api.MESSAGES_PATH: min(settings.app.max_body_bytes, widget_api.MAX_REQUEST_BYTES),
         },
     )
+    app.add_middleware(WidgetCORS)
     app.add_middleware(RequestContext)
     # Outermost, so every response is timed, a 413 refused before routing too.
     app.add_middleware(HTTPMetrics, metrics=app.state.metrics)

@@ -115,3 +115,15 @@ def limit_param(request: Request) -> int:
 
 def page(items: list[Any], next_cursor: str | None) -> dict[str, Any]:
     return {"items": items, "next_cursor": next_cursor}
+
+
+def seq_position(request: Request) -> int:
+    """Where a page of a thread starts: its `cursor` (the seq the previous page ended at, which
+    wins), else `after_seq`, else the beginning."""
+    cursor = request.query_params.get("cursor")
+    if cursor:
+        try:
+            return int(cursor)
+        except ValueError:
+            raise Unprocessable("cursor: not a cursor this API issued") from None
+    return query_int(request, "after_seq", 0, minimum=0)

@@ -66,6 +66,12 @@ class WebMetrics:
         self.sse_open = PromGauge(
             "chatgw_sse_streams_open", "Server-Sent Events streams open on this process", registry=self.registry
         )
+        self.rate_limited = PromCounter(
+            "chatgw_rate_limited",
+            "Requests refused with 429 by a rate limit, by limit (api_token, widget_ip, widget_visitor, …)",
+            ["limit"],
+            registry=self.registry,
+        )
         self._requests: dict[tuple[str, str, int], Any] = {}
         self._webhooks: dict[tuple[str, str], Any] = {}
         self._statuses: dict[tuple[str, str], Any] = {}

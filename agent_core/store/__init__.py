@@ -12,6 +12,7 @@ from agent_core.store import (
     customers,
     documents,
     health,
+    limits,
     logins,
     memory,
     messages,
@@ -21,6 +22,7 @@ from agent_core.store import (
     sessions,
     tasks,
     tokens,
+    widgets,
 )
 from agent_core.store.runner import AsyncStore, Op, Store
 from agent_core.store.sessions import (
@@ -56,6 +58,7 @@ __all__ = [
     "customers",
     "documents",
     "health",
+    "limits",
     "logins",
     "memory",
     "messages",
@@ -65,4 +68,5 @@ __all__ = [
     "sessions",
     "tasks",
     "tokens",
+    "widgets",
 ]

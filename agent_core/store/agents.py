@@ -5,7 +5,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from agent_core.models import Agent, AgentSpec, AgentStatus, OnHelpRequested, new_id, now_iso, now_ms
+from agent_core.models import (
+    Agent,
+    AgentSpec,
+    AgentStatus,
+    OnHelpRequested,
+    new_id,
+    new_public_key,
+    now_iso,
+    now_ms,
+)
 from agent_core.store import keys
 from agent_core.store.pages import in_creation_order
 from agent_core.store.runner import Batch, Cmd, Lua, Op
@@ -25,6 +34,28 @@ def routes_to(address: str | None, messaging_service_sid: str | None) -> tuple[s
     if messaging_service_sid:
         out.append("mss:" + messaging_service_sid)
     return tuple(out)
+
+
+def key_routes(agent: AgentSpec) -> list[str]:
+    """The widget's public key routes to its agent while it has one (archived or disabled
+    too, so the widget can say the agent is offline rather than that the key is unknown)."""
+    return ["pk:" + agent.widget.public_key] if agent.widget.public_key else []
+
+
+def widget_origins(agent: AgentSpec) -> list[str]:
+    """Origins whose CORS preflights are answered (an enabled widget's allowed_origins)."""
+    return list(agent.widget.allowed_origins) if agent.widget.enabled else []
+
+
+def _keyed(spec: AgentSpec, current: Agent | None) -> AgentSpec:
+    """The spec with the widget's public key: the current one kept, a new one made when the
+    widget is first enabled (a spec never chooses it: the API refuses one in a body)."""
+    key = current.widget.public_key if current is not None else None
+    if key is None and spec.widget.enabled:
+        key = new_public_key()
+    if key == spec.widget.public_key:
+        return spec
+    return spec.model_copy(update={"widget": spec.widget.model_copy(update={"public_key": key})})
 
 
 def _runtime(agent: Agent) -> list[str]:
@@ -57,8 +88,10 @@ def _save(agent: Agent, previous_raw: str | None, previous: Agent | None) -> Op[
         "expect": previous_raw or "",
         "json": raw,
         "rt": _runtime(agent),
-        "routes_old": routes_of(previous) if previous else [],
-        "routes_new": routes_of(agent),
+        "routes_old": [*routes_of(previous), *key_routes(previous)] if previous else [],
+        "routes_new": [*routes_of(agent), *key_routes(agent)],
+        "origins_old": widget_origins(previous) if previous else [],
+        "origins_new": widget_origins(agent),
         "created_ms": now_ms(),
     }
     reply = yield Lua("agent_save", json.dumps(params))
@@ -73,7 +106,11 @@ def create(spec: AgentSpec, agent_id: str | None = None) -> Op[SaveResult]:
     num = yield Cmd("INCR", keys.AGENT_NUM)
     at = now_iso()
     agent = Agent(
-        **spec.model_dump(), id=agent_id or new_id("agent"), chat_agent_id=int(num), created_at=at, updated_at=at
+        **_keyed(spec, None).model_dump(),
+        id=agent_id or new_id("agent"),
+        chat_agent_id=int(num),
+        created_at=at,
+        updated_at=at,
     )
     return (yield from _save(agent, None, None))
 
@@ -116,12 +153,35 @@ def replace(agent_id: str, spec: AgentSpec) -> Op[SaveResult]:
             return SaveResult("missing")
         current = Agent.model_validate_json(raw)
         agent = Agent(
-            **spec.model_dump(),
+            **_keyed(spec, current).model_dump(),
             id=current.id,
             chat_agent_id=current.chat_agent_id,
             created_at=current.created_at,
             updated_at=now_iso(),
         )
+        result = yield from _save(agent, raw, current)
+        if result.status != "conflict":
+            return result
+    return SaveResult("conflict")
+
+
+def by_public_key(public_key: str) -> Op[Agent | None]:
+    """The agent whose widget has this public key (None for an unknown or replaced key)."""
+    agent_id = yield Cmd("HGET", keys.ROUTE, "pk:" + public_key)
+    if not agent_id:
+        return None
+    return (yield from get_cached(agent_id))
+
+
+def rotate_widget_key(agent_id: str) -> Op[SaveResult]:
+    """Replace the widget's public key (the old one stops working at once)."""
+    for _ in range(10):
+        raw = yield from get_raw(agent_id)
+        if not raw:
+            return SaveResult("missing")
+        current = Agent.model_validate_json(raw)
+        widget = current.widget.model_copy(update={"public_key": new_public_key()})
+        agent = current.model_copy(update={"widget": widget, "updated_at": now_iso()})
         result = yield from _save(agent, raw, current)
         if result.status != "conflict":
             return result

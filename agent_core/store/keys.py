@@ -25,6 +25,10 @@ DEV_OUTBOX = P + "devoutbox"
 DEV_TWILIO_TOKEN = P + "dev:twilio_auth_token"
 DOCUMENTS = P + "kdocs"
 DOCUMENTS_VERSION = P + "kversion"
+# Origins an enabled widget allows, counted per agent (lua/agent_save.lua): CORS preflights.
+WIDGET_ORIGINS = P + "widget:origins"
+# The key visitor tokens are signed with, shared by every web process.
+WIDGET_SIGNING_KEY = P + "widget:signing_key"
 
 
 def session(sid: str) -> str:
@@ -130,3 +134,13 @@ def call_reply(call_id: str, turn: str) -> str:
 def console_login(login_id: str) -> str:
     """An operator's console login (SPEC §10): deleted on logout, expires with the cookie."""
     return f"{P}login:{login_id}"
+
+
+def send_rate(sender: str) -> str:
+    """The GCRA state of one sender number's send rate (lua/throttle.lua)."""
+    return f"{P}mps:{sender}"
+
+
+def rate_limit(scope: str, subject: str) -> str:
+    """The GCRA state of one request limit (`scope` names the limit, `subject` whom it counts)."""
+    return f"{P}rl:{scope}:{subject}"

@@ -26,3 +26,9 @@ def publish_typing(session_id: str, who: str) -> Op[None]:
     """An operator is writing in a session's composer (open consoles show it for a few seconds)."""
     body = {"type": "typing", "session_id": session_id, "who": who}
     yield Cmd("PUBLISH", LIVE, json.dumps(body, ensure_ascii=False, separators=(",", ":")))
+
+
+def publish_replying(session_id: str, agent_id: str) -> Op[None]:
+    """A turn is writing a reply for this session (the widget shows "typing…" until the
+    turn's final notice)."""
+    yield from publish_turn(session_id, agent_id, final=False, typing=True, reply=None)

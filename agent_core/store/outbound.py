@@ -20,7 +20,15 @@ DEV_OUTBOX_KEEP = 1000
 def reserve(sender: str, messages_per_second: float, parts: int, max_wait_s: float) -> Op[tuple[bool, int]]:
     """Reserve `parts` send slots at the sender's rate (GCRA, lua/throttle.lua) if the wait is
     at most `max_wait_s`: (True, ms to wait first) or (False, ms until it is worth asking again)."""
-    reply = yield Lua("throttle", sender, 1000.0 / messages_per_second, max(parts, 0), now_ms(), int(max_wait_s * 1000))
+    reply = yield Lua(
+        "throttle",
+        keys.send_rate(sender),
+        1000.0 / messages_per_second,
+        max(parts, 0),
+        now_ms(),
+        int(max_wait_s * 1000),
+        "reserve",
+    )
     return reply[0] == 1, int(reply[1])
 
 

@@ -21,7 +21,17 @@ from gateway.http import json_body, limit_param, page, query_enum
 
 
 def agent_json(agent: Agent) -> dict[str, Any]:
-    return agent.model_dump(mode="json")
+    """An agent as reads show it: the widget's identity secret is write-only (only whether one is set)."""
+    return agent.model_dump(mode="json", exclude={"widget": {"identity_secret"}})
+
+
+def _refuse_server_fields(body: dict[str, Any]) -> None:
+    widget = body.get("widget")
+    if isinstance(widget, dict) and widget.get("public_key") is not None:
+        raise Unprocessable(
+            "widget.public_key: set by the server when the widget is enabled "
+            "(POST /v1/agents/{id}/widget/rotate_key replaces it)"
+        )
 
 
 def parse_spec(data: dict[str, Any]) -> AgentSpec:
@@ -87,7 +97,9 @@ async def check_knowledge(request: Request, spec: AgentSpec) -> None:
 
 
 async def create_agent(request: Request) -> Response:
-    spec = parse_spec(await json_body(request))
+    body = await json_body(request)
+    _refuse_server_fields(body)
+    spec = parse_spec(body)
     await check_knowledge(request, spec)
     agent = _saved(await store_of(request).run(agents.create(spec)))
     return envelope(agent_json(agent))
@@ -116,6 +128,7 @@ async def apply_patch(request: Request, agent_id: str, patch: dict[str, Any]) ->
     unknown = sorted(set(patch) - SPEC_FIELDS)
     if unknown:
         raise Unprocessable(*(f"{k}: unknown field (or not changeable)" for k in unknown))
+    _refuse_server_fields(patch)
     current = await load_agent(store, agent_id, field="agent_id")
     spec = parse_spec(merge_patch(_spec_dict(current), patch))
     if "knowledge" in patch:
@@ -134,6 +147,15 @@ async def delete_agent(request: Request) -> Response:
     current = await load_agent(store, request.path_params["agent_id"], field="agent_id")
     spec = parse_spec({**_spec_dict(current), "status": AgentStatus.archived.value})
     agent = _saved(await store.run(agents.replace(current.id, spec)))
+    return envelope(agent_json(agent))
+
+
+async def rotate_widget_key(request: Request) -> Response:
+    store = store_of(request)
+    current = await load_agent(store, request.path_params["agent_id"], field="agent_id")
+    if current.widget.public_key is None:
+        raise Unprocessable("widget: not enabled on this agent yet (enable it to get a public_key)")
+    agent = _saved(await store.run(agents.rotate_widget_key(current.id)))
     return envelope(agent_json(agent))
 
 
@@ -196,6 +218,15 @@ ENDPOINTS = [
                 {"properties": {"status": {"const": AgentStatus.archived.value}}},
             ]
         },
+    ),
+    Endpoint(
+        "POST",
+        "/v1/agents/{agent_id}/widget/rotate_key",
+        rotate_widget_key,
+        "Replace the widget's public key (the old one stops working at once)",
+        ADMIN,
+        "agents",
+        response=Agent,
     ),
     Endpoint(
         "GET",

@@ -39,7 +39,7 @@ from gateway.http import (
     query_bool,
     query_enum,
     query_float,
-    query_int,
+    seq_position,
 )
 from gateway.notifier import Notifier
 
@@ -274,14 +274,7 @@ async def list_messages(request: Request) -> Response:
     token: TokenRecord = request.state.token
     if include_private and token.role not in OPERATOR:
         raise Forbidden("include_private: needs an operator or admin token")
-    cursor = request.query_params.get("cursor")
-    if cursor:
-        try:
-            after = int(cursor)
-        except ValueError:
-            raise Unprocessable("cursor: not a cursor this API issued") from None
-    else:
-        after = query_int(request, "after_seq", 0, minimum=0)
+    after = seq_position(request)
     items, next_after = await store_of(request).run(
         messages.page(
             session.id,
@@ -333,7 +326,7 @@ SESSION_FILTERS = (
     Query("mode", "ai | support", {"type": "string", "enum": ["ai", "support"]}),
     Query("customer_id", "Only this customer's sessions"),
     Query("help_requested", "true | false", {"type": "boolean"}),
-    Query("channel", "sms | whatsapp | api", {"type": "string", "enum": ["sms", "whatsapp", "api"]}),
+    Query("channel", " | ".join(Channel), {"type": "string", "enum": [c.value for c in Channel]}),
     Query("q", "Text search in customer ids (or an exact session id)"),
     Query("limit", "Page size (1-200, default 50)", {"type": "integer", "minimum": 1, "maximum": 200}),
     cursor_query("base64url of the last session's activity and id", {"type": "string", "pattern": "^[A-Za-z0-9_-]*$"}),

@@ -1,10 +1,15 @@
-"""Server-Sent Events: a session's new messages and state changes, live (SPEC §6.2)."""
+"""Server-Sent Events: a session's new messages and state changes, live (SPEC §6.2).
+
+`follow` is the one session stream, missing nothing; the console renders its updates as
+HTML, and `live_stream` renders them for the API and the web widget, through a `View` that
+says what a client may see: the API's whole messages (private ones to operators), the
+widget's only public ones (SPEC §14)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,20 +39,22 @@ def sse(event: str, data: dict[str, Any], event_id: str | None = None) -> str:
 @dataclass(frozen=True)
 class Update:
     """One thing a session stream reports: a new `message`, an `updated` message (its
-    delivery), a `session` change, an operator `typing` (`who`), or `idle` (nothing for
-    KEEPALIVE_S)."""
+    delivery), a `session` change, an operator `typing` (`who`), the AI `replying` (a turn
+    started or ended), or `idle` (nothing for KEEPALIVE_S)."""
 
     kind: str
     message: Message | None = None
     session: Session | None = None
     who: str = ""
+    replying: bool = False
 
 
-def after_seq_of(request: Request, session: Session) -> int:
-    """Where a stream starts: Last-Event-ID (a reconnect), `after_seq`, else the thread's end."""
+def resume_point(request: Request, default: int) -> int:
+    """Where a stream starts: after Last-Event-ID (a reconnecting EventSource sends it), else
+    `after_seq`, else `default`."""
     raw = request.headers.get("last-event-id") or request.query_params.get("after_seq")
     try:
-        return int(raw) if raw not in (None, "") else session.seq
+        return int(raw) if raw not in (None, "") else default
     except ValueError:
         raise Unprocessable("after_seq: must be an integer (or send Last-Event-ID)") from None
 
@@ -80,6 +87,8 @@ async def follow(
                 continue
             kind = notice.get("type")
             if kind == "message" and int(notice.get("seq", 0)) > last:
+                if notice.get("private") and not private:
+                    continue
                 items, last = await catch_up(last)
                 for m in items:
                     yield Update("message", message=m)
@@ -93,8 +102,56 @@ async def follow(
                     yield Update("session", session=current)
             elif kind == "typing" and private:
                 yield Update("typing", who=str(notice.get("who") or ""))
+            elif kind == "turn":
+                # A turn's reply and its end both stop the typing.
+                yield Update("replying", replying=bool(notice.get("typing")) and not notice.get("final"))
     finally:
         await notifier.unsubscribe(session_id, queue)
+
+
+@dataclass(frozen=True)
+class View:
+    """What one kind of client sees: messages (None hides one), the session, typing."""
+
+    include_private: bool
+    message: Callable[[Message], dict[str, Any] | None]
+    session: Callable[[Session], dict[str, Any]]
+    typing: bool = False
+
+
+API_VIEW = View(include_private=False, message=lambda m: m.model_dump(mode="json"), session=session_json)
+PRIVATE_VIEW = View(include_private=True, message=lambda m: m.model_dump(mode="json"), session=session_json)
+
+
+def live_stream(request: Request, session_id: str, after: int, view: View) -> Response:
+    """The session's stream as `message` (id = seq), `session` and (if the view wants it)
+    `typing` events."""
+    store = store_of(request)
+    notifier: Notifier = request.app.state.notifier
+    open_streams = metrics_of(request).sse_open
+
+    async def stream() -> AsyncIterator[str]:
+        typing = False
+        try:
+            open_streams.inc()
+            yield "retry: 3000\n\n"
+            async for update in follow(store, notifier, session_id, after, private=view.include_private):
+                if update.kind == "message" and update.message is not None:
+                    data = view.message(update.message)
+                    if data is not None:
+                        yield sse("message", data, str(update.message.seq))
+                elif update.kind == "session" and update.session is not None:
+                    yield sse("session", view.session(update.session))
+                elif update.kind == "replying" and view.typing and update.replying != typing:
+                    # Say each change once.
+                    typing = update.replying
+                    yield sse("typing", {"typing": typing})
+                elif update.kind == "idle":
+                    yield ": keepalive\n\n"
+        finally:
+            open_streams.dec()
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 async def session_events(request: Request) -> Response:
@@ -103,26 +160,8 @@ async def session_events(request: Request) -> Response:
     private = bool(query_bool(request, "include_private"))
     if private and token.role not in OPERATOR:
         raise Forbidden("include_private: needs an operator or admin token")
-    after = after_seq_of(request, session)
-    store = store_of(request)
-    notifier: Notifier = request.app.state.notifier
-    open_streams = metrics_of(request).sse_open
-
-    async def stream() -> AsyncIterator[str]:
-        try:
-            open_streams.inc()
-            yield "retry: 3000\n\n"
-            async for update in follow(store, notifier, session.id, after, private=private):
-                if update.kind == "message" and update.message is not None:
-                    yield sse("message", update.message.model_dump(mode="json"), str(update.message.seq))
-                elif update.kind == "session" and update.session is not None:
-                    yield sse("session", session_json(update.session))
-                elif update.kind == "idle":
-                    yield ": keepalive\n\n"
-        finally:
-            open_streams.dec()
-
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+    after = resume_point(request, session.seq)
+    return live_stream(request, session.id, after, PRIVATE_VIEW if private else API_VIEW)
 
 
 ENDPOINTS = [

@@ -22,6 +22,7 @@ from starlette.routing import Route
 from agent_core.store.tokens import TokenRole
 from gateway.auth import authenticate
 from gateway.errors import error_response
+from gateway.limits import api_rate, enforce
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -76,7 +77,8 @@ def _guard(endpoint: Endpoint) -> Handler:
 
     async def guarded(request: Request) -> Response:
         if roles is not None:
-            await authenticate(request, roles)
+            token = await authenticate(request, roles)
+            await enforce(request, "api_token", token.id, api_rate(request), "requests for this API token")
         return await endpoint.handler(request)
 
     return guarded
@@ -204,11 +206,14 @@ def openapi(endpoints: Iterable[Endpoint], *, title: str, version: str, server: 
                 "description": "Accepted; the reply is still pending",
                 "content": {ep.content_type: {"schema": content_schema}},
             }
-        for code in sorted(set(ep.errors) | ({413, 422} if ep.body else set())):
+        limited = {429} if ep.roles is not None or 429 in ep.errors else set()
+        for code in sorted(set(ep.errors) | ({413, 422} if ep.body else set()) | limited):
             responses[str(code)] = {
                 "description": ERROR_TEXT.get(code, "Error"),
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
             }
+            if code == 429:
+                responses[str(code)]["headers"] = {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}}
         op["responses"] = responses
         paths[ep.path][ep.method.lower()] = op
     _require_discriminators({"paths": paths, "schemas": defs}, defs)

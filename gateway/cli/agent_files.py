@@ -82,7 +82,7 @@ def apply_file(store: Store, path: Path) -> list[tuple[str, Agent]]:
         if current is None:
             res = store.run(agents.create(spec, agent_id=agent_id))
             action = "created"
-        elif current.model_dump(include=set(AgentSpec.model_fields)) == spec.model_dump():
+        elif current.model_dump(include=set(AgentSpec.model_fields)) == _keyed_like(spec, current).model_dump():
             results.append(("unchanged", current))
             continue
         else:
@@ -94,6 +94,12 @@ def apply_file(store: Store, path: Path) -> list[tuple[str, Agent]]:
             raise AgentFileError(f"{spec.name}: could not be saved ({res.status})")
         results.append((action, res.agent))
     return results
+
+
+def _keyed_like(spec: AgentSpec, current: Agent) -> AgentSpec:
+    """`spec` with the widget key the stored agent has (a file never sets it; the store keeps it)."""
+    widget = spec.widget.model_copy(update={"public_key": current.widget.public_key})
+    return spec.model_copy(update={"widget": widget})
 
 
 def _knowledge_files(entry: dict[str, Any], base: Path, where: str) -> tuple[list[Path], list[str]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from agent_core import knowledge
 from agent_core.models import AgentSpec
 from agent_core.store import Store, agents
@@ -50,14 +52,41 @@ DEMO_AGENT = {
 }
 
 
-def ensure_demo(store: Store) -> str:
-    """Create (or repair) the demo agent and its knowledge; running it twice changes nothing."""
+DEMO_WIDGET = {
+    "enabled": True,
+    "title": "Acme Demo Store",
+    "greeting": "Hi! Ask me about orders, shipping or returns.",
+    "lead_form": {
+        "fields": [
+            {"name": "name", "label": "Your name", "type": "text", "required": True},
+            {"name": "email", "label": "Email", "type": "email", "required": False},
+        ]
+    },
+}
+
+
+def demo_origins(base_url: str) -> list[str]:
+    """Where the demo page is opened from: the gateway's own origin, by name and by address."""
+    parts = urlsplit(base_url)
+    port = f":{parts.port}" if parts.port else ""
+    hosts = [parts.hostname or "127.0.0.1"] + [h for h in ("127.0.0.1", "localhost") if h != parts.hostname]
+    return [f"{parts.scheme}://{h}{port}" for h in hosts]
+
+
+def ensure_demo(store: Store, widget_origins: list[str] | None = None) -> str:
+    """Create (or repair) the demo agent, its knowledge and its widget (allowing
+    `widget_origins`, where the demo page is served); running it twice changes nothing."""
     doc = knowledge.create_document_from_text(store, "Acme help center", DEMO_FAQ, "text/markdown").document
-    spec = AgentSpec.model_validate({**DEMO_AGENT, "knowledge": {"document_ids": [doc.id]}})
+    widget = {**DEMO_WIDGET, "allowed_origins": widget_origins} if widget_origins else {}
+    spec = AgentSpec.model_validate({**DEMO_AGENT, "knowledge": {"document_ids": [doc.id]}, "widget": widget})
     existing = store.run(agents.get(DEMO_AGENT_ID))
     if existing is None:
         result = store.run(agents.create(spec, agent_id=DEMO_AGENT_ID))
-    elif doc.id not in existing.knowledge.document_ids or not existing.escalation.enabled:
+    elif (
+        doc.id not in existing.knowledge.document_ids
+        or not existing.escalation.enabled
+        or (widget_origins and existing.widget.allowed_origins != spec.widget.allowed_origins)
+    ):
         result = store.run(agents.replace(DEMO_AGENT_ID, spec))
     else:
         return DEMO_AGENT_ID

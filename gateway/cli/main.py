@@ -363,12 +363,13 @@ def cmd_up(args: argparse.Namespace) -> int:
             return 2
         redis_label = f"embedded, {url} (data in {data_dir / 'redis'}, appendonly)"
     store = _store(url)
-    from gateway.cli.demo import ensure_demo
+    from gateway.cli.demo import demo_origins, ensure_demo
 
-    agent_id = ensure_demo(store)
-    toks = demo_tokens(store, data_dir)
     env = {**os.environ, "REDIS_URL": url}
     env.setdefault("PUBLIC_BASE_URL", f"http://{args.host}:{port}")
+    local = demo_origins(f"http://{args.host}:{port}")
+    agent_id = ensure_demo(store, list(dict.fromkeys([*demo_origins(env["PUBLIC_BASE_URL"]), *local])))
+    toks = demo_tokens(store, data_dir)
     base = [sys.executable, "-m", "gateway.cli"]
     # Children get sessions of their own so Ctrl-C reaches only this process, which then
     # stops each child exactly once (a second signal means "exit now" to a worker).
@@ -400,6 +401,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"  Base URL:        {base_url}\n"
             f"  API docs:        {base_url}/openapi.json\n"
             f"  Demo agent:      {agent_id}\n"
+            f"  Web chat demo:   {base_url}/widget/demo\n"
             f"  Admin token:     {toks['admin']}\n"
             f"  Operator token:  {toks['operator']}\n"
             f"  Redis:           {redis_label}\n"

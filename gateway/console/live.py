@@ -16,7 +16,7 @@ from starlette.responses import Response, StreamingResponse
 
 from agent_core.models import Role
 from agent_core.store import sessions
-from gateway.api.events import KEEPALIVE_S, SSE_HEADERS, after_seq_of, follow, sse
+from gateway.api.events import KEEPALIVE_S, SSE_HEADERS, follow, resume_point, sse
 from gateway.console import auth, views
 from gateway.console.pages import agent_map, listed, panel_for, rows_for, session_filter, signed_in, store_of
 from gateway.console.render import render
@@ -123,7 +123,7 @@ async def session_events(request: Request) -> Response:
     session = await store.run(sessions.get(sid))
     if session is None:
         raise NotFound(f"session_id: no session with id '{sid}'")
-    after = after_seq_of(request, session)
+    after = resume_point(request, session.seq)
     notifier: Notifier = request.app.state.notifier
     open_streams = metrics_of(request).sse_open
 

@@ -9,7 +9,10 @@ no example database), so a failure in CI is a failure on every machine.
 Not fuzzed:
 - the Twilio webhooks (`/twilio/*`): form posts signed with the account's auth token; an
   unsigned request is a 403 by design and a generated one is never signed;
-- `GET /v1/chat/session/{session_id}/events`: a Server-Sent Events stream that never ends.
+- `GET /v1/chat/session/{session_id}/events`: a Server-Sent Events stream that never ends;
+- the web widget (`/widget.js`, `/widget/*`): its API answers only an `Origin` the agent's
+  widget allows, with the widget's public key or a visitor token the server signed (a generated
+  one is refused by design, like an unsigned webhook); tests/gateway/test_widget_api.py covers it.
 
 Some rules are stated in the document's descriptions because JSON Schema cannot say them;
 for positive cases the test makes generated data obey them, and only these:
@@ -96,7 +99,7 @@ def _operations() -> list[str]:
     return [
         f"{method.upper()} {path}"
         for path, ops in doc["paths"].items()
-        if not path.startswith("/twilio/")
+        if not path.startswith(("/twilio/", "/widget"))
         for method, op in ops.items()
         if op["operationId"] not in NOT_FUZZED
     ]
