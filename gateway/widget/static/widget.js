@@ -237,6 +237,8 @@
     form.appendChild(el("button", { "class": "primary", type: "submit" }, "Start chat"));
     form.hidden = false;
     S.ui.composer.hidden = true;
+    // The panel may have opened before the agent's form arrived: focus its first field now.
+    if (S.open) form.querySelector("input").focus();
   }
 
   function renderPreview() {
