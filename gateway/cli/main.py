@@ -401,6 +401,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"  Base URL:        {base_url}\n"
             f"  API docs:        {base_url}/openapi.json\n"
             f"  Demo agent:      {agent_id}\n"
+            f"  Console:         {base_url}/console (sign in with the operator token)\n"
             f"  Web chat demo:   {base_url}/widget/demo\n"
             f"  Admin token:     {toks['admin']}\n"
             f"  Operator token:  {toks['operator']}\n"
@@ -411,6 +412,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"  curl -s -X POST {base_url}/v1/chat/inbound -H 'API-Token: {toks['admin']}' \\\n"
             f"       -H 'Content-Type: application/json' \\\n"
             f'       -d \'{{"agent_uuid": "{agent_id}", "customer_id": "demo-1", "content": "Hi!"}}\'\n'
+            f"  .venv/bin/chatgw chat --agent {agent_id} --from +15550001234   (text as a customer; ask for a call)\n"
             "\nCtrl-C stops everything.\n",
             flush=True,
         )
