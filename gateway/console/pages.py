@@ -257,6 +257,17 @@ def _back(sid: str, error: str | None = None) -> Response:
     return RedirectResponse(f"/console/sessions/{sid}{suffix}", status_code=303)
 
 
+async def _agent_of(store: AsyncStore, sid: str) -> Agent:
+    """The agent of the session an action names (404 for an unknown session)."""
+    session = await store.run(sessions.get(sid))
+    if session is None:
+        raise NotFound(f"session_id: no session with id '{sid}'")
+    agent = await store.run(agents.get(session.agent_id))
+    if agent is None:
+        raise NotFound(f"agent: no agent with id '{session.agent_id}'")
+    return agent
+
+
 async def command(request: Request) -> Response:
     form = await request.form()
     operator = await checked(request, form)
@@ -267,12 +278,7 @@ async def command(request: Request) -> Response:
         raise Unprocessable("command: must be one of takeover, tell, whisper, end, close, resolve, message")
     text = form.get("message")
     store = store_of(request)
-    session = await store.run(sessions.get(sid))
-    if session is None:
-        raise NotFound(f"session_id: no session with id '{sid}'")
-    agent = await store.run(agents.get(session.agent_id))
-    if agent is None:
-        raise NotFound(f"agent: no agent with id '{session.agent_id}'")
+    agent = await _agent_of(store, sid)
     try:
         result = await store.run(
             run_command(
@@ -325,12 +331,7 @@ async def place_call(request: Request) -> Response:
     operator = await checked(request, form)
     sid = request.path_params["session_id"]
     store = store_of(request)
-    session = await store.run(sessions.get(sid))
-    if session is None:
-        raise NotFound(f"session_id: no session with id '{sid}'")
-    agent = await store.run(agents.get(session.agent_id))
-    if agent is None:
-        raise NotFound(f"agent: no agent with id '{session.agent_id}'")
+    agent = await _agent_of(store, sid)
     to, reason = form.get("to"), form.get("reason")
     try:
         call = await store.run(
