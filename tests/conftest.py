@@ -20,9 +20,10 @@ from agent_core.store.tokens import TokenRole
 from gateway.app import create_app
 from gateway.cli.redis_server import EmbeddedRedis
 from tests.fakes import FakeLLM
-from workers import context
+from workers import context, jobs
 from workers.queues import ALL_QUEUES
-from workers.worker import ThreadWorker
+from workers.turnpool import TurnPool
+from workers.worker import BACKGROUND_QUEUES, ThreadWorker
 
 PUBLIC_URL = "https://gw.example.com"
 LLM_BASE = "https://llm.test/v1"
@@ -125,17 +126,22 @@ def api(tokens_by_role: dict[str, str]) -> dict[str, str]:
 
 
 class Workers:
-    """Real RQ workers on threads of this process (as `chatgw worker --concurrency N` runs them)."""
+    """Turns on a TurnPool and RQ workers for the other queues, on threads of this process
+    (as `chatgw worker` runs them)."""
 
     def __init__(self, ctx: context.WorkerContext, count: int) -> None:
-        self.workers = [ThreadWorker(list(ALL_QUEUES), connection=ctx.rq_redis, worker_ttl=16) for _ in range(count)]
-        self.threads = [
+        self.pool = TurnPool(ctx.rq_redis, jobs.turn, slots=8)
+        self.workers = [
+            ThreadWorker(list(BACKGROUND_QUEUES[0]), connection=ctx.rq_redis, worker_ttl=16) for _ in range(count)
+        ]
+        self.threads = [threading.Thread(target=self.pool.work, daemon=True)] + [
             threading.Thread(target=w.work, kwargs={"logging_level": "WARNING"}, daemon=True) for w in self.workers
         ]
         for t in self.threads:
             t.start()
 
     def stop(self) -> None:
+        self.pool.stop()
         for w in self.workers:
             w.stop()
         for t in self.threads:
@@ -150,7 +156,9 @@ def workers(ctx: context.WorkerContext) -> Iterator[Workers]:
 
 
 def drain(ctx: context.WorkerContext) -> None:
-    """Run every queued job to completion in this thread (RQ SimpleWorker, burst mode)."""
+    """Run every queued job to completion in this thread: the turns on a TurnPool, then the
+    rest (and any turn left) on an RQ SimpleWorker, burst mode."""
+    TurnPool(ctx.rq_redis, jobs.turn, slots=4).work(burst=True)
     ThreadWorker(list(ALL_QUEUES), connection=ctx.rq_redis).work(burst=True, logging_level="WARNING")
 
 
