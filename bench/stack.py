@@ -30,6 +30,7 @@ import httpx
 import redis
 
 from gateway.cli.redis_server import EmbeddedRedis, free_port
+from workers.worker import BACKGROUND_WORKERS
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRUBBED = (
@@ -180,7 +181,7 @@ class Stack:
     def start_worker(self, concurrency: int, *, wait_ready: bool = True) -> Proc:
         proc = self.spawn("worker", ["-m", "gateway.cli", "worker", "--concurrency", str(concurrency)])
         if wait_ready:
-            wait_workers(self.client(), proc, concurrency)
+            wait_workers(self.client(), proc)
         return proc
 
     def stop_proc(self, proc: Proc) -> None:
@@ -242,8 +243,9 @@ def wait_http(url: str, proc: Proc, method: str = "GET", timeout_s: float = 30.0
     raise RuntimeError(f"{proc.name} did not answer {url} within {timeout_s:.0f}s")
 
 
-def wait_workers(client: redis.Redis, proc: Proc, count: int, timeout_s: float = 30.0) -> None:
-    """Until `count` RQ workers of this process are registered (they are then idle or busy)."""
+def wait_workers(client: redis.Redis, proc: Proc, count: int = BACKGROUND_WORKERS, timeout_s: float = 30.0) -> None:
+    """Until `count` RQ workers of this process are registered (they are then idle or busy;
+    its TurnPool starts with them)."""
     deadline = time.monotonic() + timeout_s
     marker = f".{proc.pid}."
     while time.monotonic() < deadline:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.timeouts import JobTimeoutException
 
@@ -159,9 +159,12 @@ class TurnPool:
         log.error("turn job %s failed:\n%s", job.id, exc_string)
         try:
             rq_job = Job.fetch(job.id, connection=self.connection)
-            FailedJobRegistry(self.queue, connection=self.connection).add(
-                rq_job, ttl=FAILURE_TTL_S, exc_string=exc_string
-            )
+            with self.connection.pipeline() as pipe:
+                rq_job.set_status(JobStatus.FAILED, pipeline=pipe)
+                FailedJobRegistry(self.queue, connection=self.connection).add(
+                    rq_job, ttl=FAILURE_TTL_S, exc_string=exc_string, pipeline=pipe
+                )
+                pipe.execute()
         except Exception:  # the turn's lease still brings it back; keep serving
             log.exception("recording the failure of turn job %s failed", job.id)
 
