@@ -178,8 +178,10 @@ class Stack:
         wait_http(base + "/healthz", proc)
         return proc, base
 
-    def start_worker(self, concurrency: int, *, wait_ready: bool = True) -> Proc:
-        proc = self.spawn("worker", ["-m", "gateway.cli", "worker", "--concurrency", str(concurrency)])
+    def start_worker(self, concurrency: int | None, *, wait_ready: bool = True) -> Proc:
+        """`chatgw worker`, with `--concurrency` unless None (its default)."""
+        extra = [] if concurrency is None else ["--concurrency", str(concurrency)]
+        proc = self.spawn("worker", ["-m", "gateway.cli", "worker", *extra])
         if wait_ready:
             wait_workers(self.client(), proc)
         return proc
