@@ -398,12 +398,14 @@ class LatencyRig:
             ),
         }
 
-    def open_loop(self, name: str, rate: float, duration_s: float, to: str = AGENT_NUMBER) -> dict[str, Any]:
+    def open_loop(
+        self, name: str, rate: float, duration_s: float, to: str = AGENT_NUMBER, concurrency: int = 32
+    ) -> dict[str, Any]:
         n = max(1, round(rate * duration_s))
         target, first = self.lines(name, n, to)
         before, _ = created(self.fake_base, since=1 << 30)
         send_log = self.st.tmp / f"{name}.sendlog"
-        r = load.run(target, concurrency=32, rate=rate, requests=n, engine="python", send_log=str(send_log))
+        r = load.run(target, concurrency=concurrency, rate=rate, requests=n, engine="python", send_log=str(send_log))
         ok = sum(v for k, v in r["statuses"].items() if k.startswith("2"))
         _wait_created(self.fake_base, before + ok, 60)
         _, items = created(self.fake_base, since=before)

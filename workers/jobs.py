@@ -39,7 +39,8 @@ def turn(session_id: str, queue_wait_s: float | None) -> str:
     started = time.perf_counter()
     outcome = "error"
     try:
-        outcome = turns.run_turn(ctx.turn_deps, session_id).value
+        with ctx.gate.held():
+            outcome = turns.run_turn(ctx.turn_deps, session_id).value
         return outcome
     finally:
         ctx.metrics.observe(TURN_SECONDS, time.perf_counter() - started, outcome)

@@ -19,8 +19,9 @@ import os
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq.timeouts import JobTimeoutException
 
+from agent_core.llm import LLMProvider, LLMRequest, LLMResponse
 from agent_core.store import Task
 from workers.queues import FAILURE_TTL_S, JOB_TIMEOUT_S, JOBS, TURNS
 from workers.rqwire import TakenJob, take_jobs
@@ -178,3 +180,63 @@ class TurnPool:
         for ident, r in overdue:
             log.warning("turn job %s ran past %ss: stopping it", r.job_id, self.timeout_s)
             ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(JobTimeoutException))
+
+
+class CpuGate:
+    """At most `size` turns of this process run Python at once; the rest are waiting on the
+    LLM (or a debounce) without holding the gate.
+
+    Why: with hundreds of turns in flight, every Redis reply wakes a thread that must win the
+    GIL; when many are runnable each waits up to the interpreter's switch interval (5 ms)
+    per round trip, and a turn's ~20 round trips stretch to 100 ms at 70 % load. Holding the
+    gate while running keeps that contention to a few threads (the former default of four
+    RQ workers), while the waits that make turns long hold nothing.
+    """
+
+    def __init__(self, size: int = 4) -> None:
+        self._slots = threading.BoundedSemaphore(size)
+        self._local = threading.local()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        if getattr(self._local, "held", False):
+            yield
+            return
+        self._slots.acquire()
+        self._local.held = True
+        try:
+            yield
+        finally:
+            self._local.held = False
+            self._slots.release()
+
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        """Give the gate up while waiting (no-op on a thread that does not hold it)."""
+        if not getattr(self._local, "held", False):
+            yield
+            return
+        self._local.held = False
+        self._slots.release()
+        try:
+            yield
+        finally:
+            self._slots.acquire()
+            self._local.held = True
+
+    def sleep(self, seconds: float) -> None:
+        with self.released():
+            time.sleep(seconds)
+
+
+class GatedProvider:
+    """An LLMProvider that gives the CpuGate up while the model answers."""
+
+    def __init__(self, inner: LLMProvider, gate: CpuGate) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.gate = gate
+
+    def complete(self, request: LLMRequest) -> LLMResponse:
+        with self.gate.released():
+            return self.inner.complete(request)
