@@ -12,12 +12,13 @@ from rq import Queue
 from rq.registry import FailedJobRegistry
 from starlette.testclient import TestClient
 
+from agent_core.llm import LLMRequest, LLMResponse
 from agent_core.store import keys
 from tests.fakes import FakeLLM, completion
 from tests.helpers import eventually
 from workers import context, jobs
 from workers.queues import TURNS
-from workers.turnpool import MAX_SLOTS, MIN_SLOTS, TurnPool, default_slots
+from workers.turnpool import MAX_SLOTS, MIN_SLOTS, CpuGate, GatedProvider, TurnPool, default_slots
 
 
 @pytest.fixture
@@ -119,3 +120,61 @@ def test_an_idle_pool_stops_when_asked(ctx: context.WorkerContext) -> None:
     pool.stop()
     thread.join(timeout=5)
     assert not thread.is_alive()
+
+
+def test_the_cpu_gate_is_given_up_while_the_model_answers() -> None:
+    gate = CpuGate(1)
+    entered = threading.Event()
+    other_done = threading.Event()
+    answered: list[str] = []
+
+    class Slow:
+        name = "slow"
+
+        def complete(self, request: LLMRequest) -> LLMResponse:
+            entered.set()
+            # The other turn gets the gate while this one waits for its model.
+            assert other_done.wait(5)
+            return LLMResponse(text="late")
+
+    def waiting_turn() -> None:
+        with gate.held():
+            answered.append(GatedProvider(Slow(), gate).complete(LLMRequest(model="m", messages=[])).text or "")
+
+    def other_turn() -> None:
+        assert entered.wait(5)
+        with gate.held():
+            answered.append("other")
+        other_done.set()
+
+    threads = [threading.Thread(target=waiting_turn), threading.Thread(target=other_turn)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert answered == ["other", "late"]
+
+
+def test_the_cpu_gate_admits_only_its_size() -> None:
+    gate = CpuGate(1)
+    inside, leave, second_in = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:
+        with gate.held():
+            inside.set()
+            leave.wait(5)
+
+    def second() -> None:
+        with gate.held():
+            second_in.set()
+
+    a = threading.Thread(target=first)
+    a.start()
+    assert inside.wait(5)
+    b = threading.Thread(target=second)
+    b.start()
+    assert not second_in.wait(0.2)
+    leave.set()
+    assert second_in.wait(5)
+    a.join(5)
+    b.join(5)
