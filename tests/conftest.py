@@ -22,7 +22,7 @@ from gateway.cli.redis_server import EmbeddedRedis
 from tests.fakes import FakeLLM
 from workers import context, jobs
 from workers.queues import ALL_QUEUES
-from workers.turnpool import TurnPool
+from workers.turnpool import DeliveryPool, TurnPool
 from workers.worker import BACKGROUND_QUEUES, ThreadWorker
 
 PUBLIC_URL = "https://gw.example.com"
@@ -130,18 +130,22 @@ class Workers:
     (as `chatgw worker` runs them)."""
 
     def __init__(self, ctx: context.WorkerContext, count: int) -> None:
-        self.pool = TurnPool(ctx.rq_redis, jobs.turn, slots=8)
+        self.pools = [
+            TurnPool(ctx.rq_redis, jobs.turn, slots=8),
+            DeliveryPool(ctx.rq_redis, jobs.deliver_message, slots=4),
+        ]
         self.workers = [
             ThreadWorker(list(BACKGROUND_QUEUES[0]), connection=ctx.rq_redis, worker_ttl=16) for _ in range(count)
         ]
-        self.threads = [threading.Thread(target=self.pool.work, daemon=True)] + [
+        self.threads = [threading.Thread(target=p.work, daemon=True) for p in self.pools] + [
             threading.Thread(target=w.work, kwargs={"logging_level": "WARNING"}, daemon=True) for w in self.workers
         ]
         for t in self.threads:
             t.start()
 
     def stop(self) -> None:
-        self.pool.stop()
+        for p in self.pools:
+            p.stop()
         for w in self.workers:
             w.stop()
         for t in self.threads:
@@ -156,9 +160,11 @@ def workers(ctx: context.WorkerContext) -> Iterator[Workers]:
 
 
 def drain(ctx: context.WorkerContext) -> None:
-    """Run every queued job to completion in this thread: the turns on a TurnPool, then the
-    rest (and any turn left) on an RQ SimpleWorker, burst mode."""
+    """Run every queued job to completion in this thread: the turns on a TurnPool, the
+    deliveries they queued on a DeliveryPool, then the rest (and anything left) on an RQ
+    SimpleWorker, burst mode."""
     TurnPool(ctx.rq_redis, jobs.turn, slots=4).work(burst=True)
+    DeliveryPool(ctx.rq_redis, jobs.deliver_message, slots=4).work(burst=True)
     ThreadWorker(list(ALL_QUEUES), connection=ctx.rq_redis).work(burst=True, logging_level="WARNING")
 
 

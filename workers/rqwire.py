@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
@@ -129,15 +129,16 @@ class TakenJob:
     func: str
     args: tuple[Any, ...]
     queue_wait_s: float | None
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-def _unpack(data: bytes) -> tuple[str, tuple[Any, ...]]:
+def _unpack(data: bytes) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
     try:
         data = zlib.decompress(data)
     except zlib.error:
         pass  # the store's scripts write payloads uncompressed; RQ's own enqueue compresses
-    func, _instance, args, _kwargs = DefaultSerializer.loads(data)
-    return str(func), tuple(args)
+    func, _instance, args, kwargs = DefaultSerializer.loads(data)
+    return str(func), tuple(args), dict(kwargs or {})
 
 
 def take_jobs(connection: redis.Redis, queue: str, count: int, *, block_s: float) -> list[TakenJob]:
@@ -162,10 +163,10 @@ def take_jobs(connection: redis.Redis, queue: str, count: int, *, block_s: float
     for key, (data, enqueued_at) in zip(keys, replies[::2], strict=True):
         if data is None:
             continue  # deleted meanwhile (an `rq` command); nothing to run
-        func, args = _unpack(data)
+        func, args, kwargs = _unpack(data)
         waited = None
         if enqueued_at:
             at = str_to_date(enqueued_at)
             waited = max(0.0, (now - (at if at.tzinfo else at.replace(tzinfo=UTC))).total_seconds())
-        taken.append(TakenJob(key.removeprefix(Job.redis_job_namespace_prefix), key, func, args, waited))
+        taken.append(TakenJob(key.removeprefix(Job.redis_job_namespace_prefix), key, func, args, waited, kwargs))
     return taken

@@ -32,7 +32,7 @@ from rq.timeouts import JobTimeoutException
 
 from agent_core.llm import LLMProvider, LLMRequest, LLMResponse
 from agent_core.store import Task
-from workers.queues import FAILURE_TTL_S, JOB_TIMEOUT_S, JOBS, TURNS
+from workers.queues import FAILURE_TTL_S, JOB_TIMEOUT_S, JOBS, OUTBOUND, TURNS
 from workers.rqwire import TakenJob, take_jobs
 
 log = logging.getLogger("workers.turnpool")
@@ -44,8 +44,6 @@ TURN_MEMORY_BYTES = 1 << 20
 MEMORY_SHARE = 0.25
 MIN_SLOTS = 16
 MAX_SLOTS = 256
-
-RunTurn = Callable[[str, float | None], object]
 
 
 def memory_limit_bytes() -> int:
@@ -72,23 +70,21 @@ class _Running:
     deadline: float
 
 
-class TurnPool:
-    """Runs turn jobs `slots` at a time until `stop()` (then finishes the running ones)."""
+class JobPool:
+    """Runs the `func` jobs of `queue`, `slots` at a time, until `stop()` (then finishes the
+    running ones). For jobs whose safety is their own (a lease, a task entry), not RQ's
+    started registry."""
+
+    queue = TURNS
+    func = JOBS[Task.turn].func
 
     def __init__(
-        self,
-        connection: redis.Redis,
-        run_turn: RunTurn,
-        *,
-        slots: int,
-        timeout_s: float = JOB_TIMEOUT_S,
-        queue: str = TURNS,
+        self, connection: redis.Redis, run: Callable[..., object], *, slots: int, timeout_s: float = JOB_TIMEOUT_S
     ) -> None:
         self.connection = connection
-        self.run_turn = run_turn
+        self.run = run
         self.slots = slots
         self.timeout_s = timeout_s
-        self.queue = queue
         self._free = threading.Semaphore(slots)
         self._running: dict[int, _Running] = {}
         self._mutex = threading.Lock()
@@ -136,9 +132,9 @@ class TurnPool:
         with self._mutex:
             self._running[me] = _Running(job.id, time.monotonic() + self.timeout_s)
         try:
-            if job.func != JOBS[Task.turn].func:
-                raise ValueError(f"not a turn job on the {self.queue} queue: {job.func}")
-            self.run_turn(*job.args, job.queue_wait_s)
+            if job.func != self.func:
+                raise ValueError(f"not a {self.func} job on the {self.queue} queue: {job.func}")
+            self._call(job)
         except BaseException:
             self._failed(job, traceback.format_exc())
         else:
@@ -149,16 +145,19 @@ class TurnPool:
                 self._in_flight -= 1
             self._free.release()
 
+    def _call(self, job: TakenJob) -> None:
+        self.run(*job.args, **job.kwargs)
+
     def _done(self, job: TakenJob) -> None:
         try:
             self.connection.delete(job.key)
         except redis.RedisError as exc:
             # The hash expires on its own (take_jobs gave it the job timeout's TTL).
-            log.warning("deleting finished turn job %s failed: %s", job.id, exc)
+            log.warning("deleting finished job %s failed: %s", job.id, exc)
 
     def _failed(self, job: TakenJob, exc_string: str) -> None:
         """Dead-letter the job in RQ's FailedJobRegistry, where /readyz and metrics see it."""
-        log.error("turn job %s failed:\n%s", job.id, exc_string)
+        log.error("%s job %s failed:\n%s", self.queue, job.id, exc_string)
         try:
             rq_job = Job.fetch(job.id, connection=self.connection)
             with self.connection.pipeline() as pipe:
@@ -168,7 +167,7 @@ class TurnPool:
                 )
                 pipe.execute()
         except Exception:  # the turn's lease still brings it back; keep serving
-            log.exception("recording the failure of turn job %s failed", job.id)
+            log.exception("recording the failure of job %s failed", job.id)
 
     def _enforce_timeouts(self) -> None:
         now = time.monotonic()
@@ -178,8 +177,23 @@ class TurnPool:
                 # Raised once; the turn's own `finally` releases its lock.
                 r.deadline = float("inf")
         for ident, r in overdue:
-            log.warning("turn job %s ran past %ss: stopping it", r.job_id, self.timeout_s)
+            log.warning("job %s ran past %ss: stopping it", r.job_id, self.timeout_s)
             ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(JobTimeoutException))
+
+
+class TurnPool(JobPool):
+    """Turns: `run(session_id, queue_wait_s)`; a turn's safety is its lease."""
+
+    def _call(self, job: TakenJob) -> None:
+        self.run(*job.args, job.queue_wait_s)
+
+
+class DeliveryPool(JobPool):
+    """Deliveries (retries and throttled replies at their held slots): `run(*args)`; a
+    delivery's safety is its task entry (the task sweep queues it again)."""
+
+    queue = OUTBOUND
+    func = JOBS[Task.deliver].func
 
 
 class CpuGate:

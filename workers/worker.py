@@ -2,11 +2,12 @@
 
 Turns spend nearly all their time waiting on the LLM, so they run on a bounded pool of
 threads (workers/turnpool.py: `concurrency` turns in flight, by default sized from the
-process's memory). Deliveries, summaries, index builds and webhook events run on
-BACKGROUND_WORKERS SimpleWorkers (no fork per job: RQ's forking worker spends ≈23 ms per
-job on the fork) on threads, each its own RQ worker, visible in `rq info`, with timer-based
-job timeouts instead of SIGALRM, which only the main thread can receive. One of them never
-takes `default` jobs, so a CPU-heavy index build never holds up a delivery.
+process's memory); queued deliveries (retries, throttled replies at their held slots) on a
+DeliveryPool of DELIVERY_SLOTS. Summaries, index builds and webhook events, which use RQ's
+retries, run on BACKGROUND_WORKERS SimpleWorkers (no fork per job: RQ's forking worker
+spends ≈23 ms per job on the fork) on threads, each its own RQ worker, visible in `rq info`,
+with timer-based job timeouts instead of SIGALRM, which only the main thread can receive.
+One of them never takes `default` jobs, so CPU-heavy index builds never hold up events.
 """
 
 from __future__ import annotations
@@ -26,14 +27,16 @@ from rq.exceptions import StopRequested
 from rq.timeouts import TimerDeathPenalty
 
 from workers import jobs
-from workers.queues import DEFAULT, EVENTS, OUTBOUND
+from workers.queues import DEFAULT, EVENTS
 from workers.schedules import Scheduler
-from workers.turnpool import TurnPool, default_slots
+from workers.turnpool import DeliveryPool, TurnPool, default_slots
 
 log = logging.getLogger("workers.worker")
 STOP_POLL_S = 1
-# What the SimpleWorkers beside the TurnPool serve, in priority order.
-BACKGROUND_QUEUES = ((OUTBOUND, DEFAULT, EVENTS), (OUTBOUND, DEFAULT, EVENTS), (OUTBOUND, EVENTS))
+# What the SimpleWorkers beside the pools serve, in priority order.
+BACKGROUND_QUEUES = ((DEFAULT, EVENTS), (DEFAULT, EVENTS), (EVENTS,))
+# Deliveries in flight at once (each mostly waits on the provider's API).
+DELIVERY_SLOTS = 16
 BACKGROUND_WORKERS = len(BACKGROUND_QUEUES)
 
 
@@ -78,6 +81,7 @@ def run(
     """Run until SIGTERM/SIGINT (warm: in-flight jobs finish): `concurrency` turns in flight
     (default: sized from memory), BACKGROUND_WORKERS RQ workers for everything else."""
     pool = TurnPool(connection, jobs.turn, slots=concurrency or default_slots())
+    deliveries = DeliveryPool(connection, jobs.deliver_message, slots=DELIVERY_SLOTS)
     workers = [
         ThreadWorker(list(queues), connection=connection, name=worker_name(i), worker_ttl=30)
         for i, queues in enumerate(BACKGROUND_QUEUES)
@@ -91,6 +95,7 @@ def run(
             os._exit(1)
         stopping.set()
         pool.stop()
+        deliveries.stop()
         for w in workers:
             w.stop()
 
@@ -101,14 +106,16 @@ def run(
         for w in workers
     ]
     turns = threading.Thread(target=pool.work, kwargs={"burst": burst}, name="turns", daemon=True)
+    outbound = threading.Thread(target=deliveries.work, kwargs={"burst": burst}, name="deliveries", daemon=True)
     try:
         turns.start()
         if burst:
             # Turns queue deliveries and summaries: drain them first, then what they queued.
             _join(turns)
+        outbound.start()
         for t in background:
             t.start()
-        for t in [turns, *background]:
+        for t in [turns, outbound, *background]:
             _join(t)
     finally:
         if scheduler:
