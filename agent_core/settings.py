@@ -118,7 +118,8 @@ class AppSettings(BaseSettings):
     turn_lease_s: float = Field(default=30.0, ge=1, le=600, validation_alias="TURN_LEASE_S")
     host: str = Field(default="0.0.0.0", validation_alias="HOST")
     port: int = Field(default=8000, ge=1, le=65535, validation_alias="PORT")
-    worker_concurrency: int = Field(default=4, ge=1, le=10_000, validation_alias="WORKER_CONCURRENCY")
+    # Turns one worker process holds in flight; unset: sized from the process's memory.
+    worker_concurrency: int | None = Field(default=None, ge=1, le=10_000, validation_alias="WORKER_CONCURRENCY")
     # Where `chatgw up` keeps the embedded Redis and the demo's tokens.
     data_dir: str = Field(default="var", validation_alias="CHATGW_DATA_DIR")
     # Unset: /metrics is open, for a scraper on a private network. Set it where the web port

@@ -30,6 +30,7 @@ import httpx
 import redis
 
 from gateway.cli.redis_server import EmbeddedRedis, free_port
+from workers.worker import BACKGROUND_WORKERS
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRUBBED = (
@@ -185,10 +186,12 @@ class Stack:
         wait_http(base + "/healthz", proc)
         return proc, base
 
-    def start_worker(self, concurrency: int, *, wait_ready: bool = True) -> Proc:
-        proc = self.spawn("worker", ["-m", "gateway.cli", "worker", "--concurrency", str(concurrency)])
+    def start_worker(self, concurrency: int | None, *, wait_ready: bool = True) -> Proc:
+        """`chatgw worker`, with `--concurrency` unless None (its default)."""
+        extra = [] if concurrency is None else ["--concurrency", str(concurrency)]
+        proc = self.spawn("worker", ["-m", "gateway.cli", "worker", *extra])
         if wait_ready:
-            wait_workers(self.client(), proc, concurrency)
+            wait_workers(self.client(), proc)
         return proc
 
     def stop_proc(self, proc: Proc) -> None:
@@ -250,8 +253,9 @@ def wait_http(url: str, proc: Proc, method: str = "GET", timeout_s: float = 30.0
     raise RuntimeError(f"{proc.name} did not answer {url} within {timeout_s:.0f}s")
 
 
-def wait_workers(client: redis.Redis, proc: Proc, count: int, timeout_s: float = 30.0) -> None:
-    """Until `count` RQ workers of this process are registered (they are then idle or busy)."""
+def wait_workers(client: redis.Redis, proc: Proc, count: int = BACKGROUND_WORKERS, timeout_s: float = 30.0) -> None:
+    """Until `count` RQ workers of this process are registered (they are then idle or busy;
+    its TurnPool starts with them)."""
     deadline = time.monotonic() + timeout_s
     marker = f".{proc.pid}."
     while time.monotonic() < deadline:

@@ -89,7 +89,7 @@ def drain(st: Stack, processes: int, concurrency: int, n: int, pids: dict[str, i
     rc.rename(QUEUE_KEY, HELD_KEY)
     workers = [st.start_worker(concurrency, wait_ready=False) for _ in range(processes)]
     for w in workers:
-        wait_workers(rc, w, concurrency)
+        wait_workers(rc, w)
     time.sleep(0.5)
     cmds0 = redis_commands(rc)
     rc.rename(HELD_KEY, QUEUE_KEY)

@@ -74,20 +74,22 @@ MPS = "100000"
 BARE_TWIML = "bare_twiml"
 
 
-def sms_form(message_sid: str, from_number: str, body: str) -> dict[str, str]:
+def sms_form(message_sid: str, from_number: str, body: str, to: str = AGENT_NUMBER) -> dict[str, str]:
     """The inbound SMS webhook form Twilio sends to the agent number."""
-    return inbound_form(message_sid=message_sid, account_sid=ACCOUNT_SID, from_=from_number, to=AGENT_NUMBER, body=body)
+    return inbound_form(message_sid=message_sid, account_sid=ACCOUNT_SID, from_=from_number, to=to, body=body)
 
 
 def from_number(base: int, k: int, customers: int | None) -> str:
     return f"+{base + (k % customers if customers else k)}"
 
 
-def _chunk(url: str, token: str, sid_prefix: str, start: int, count: int, base: int, customers: int | None) -> str:
+def _chunk(
+    url: str, token: str, sid_prefix: str, start: int, count: int, base: int, customers: int | None, to: str
+) -> str:
     validator = RequestValidator(token)
     out = []
     for k in range(start, start + count):
-        form = sms_form(f"SM{sid_prefix}{k:024x}", from_number(base, k, customers), TEXT)
+        form = sms_form(f"SM{sid_prefix}{k:024x}", from_number(base, k, customers), TEXT, to)
         out.append(validator.compute_signature(url, form) + "\t" + urlencode(form) + "\n")
     return "".join(out)
 
@@ -101,12 +103,13 @@ def write_lines(
     customers: int | None,
     pool: ProcessPoolExecutor | None,
     start: int = 0,
+    to: str = AGENT_NUMBER,
 ) -> Path:
     """Signed webhook requests `start` .. `count - 1`, one per line (appended when `start` > 0);
     line k comes from `from_number(base, k, customers)` and has its own MessageSid."""
     prefix = secrets.token_hex(4)  # 8 hex + 24 hex = a 32-hex MessageSid, unique per line
     step = 10_000
-    args = [(url, token, prefix, s, min(step, count - s), base, customers) for s in range(start, count, step)]
+    args = [(url, token, prefix, s, min(step, count - s), base, customers, to) for s in range(start, count, step)]
     with open(path, "a" if start else "w") as f:
         if pool is None:
             for a in args:
@@ -351,12 +354,12 @@ class LatencyRig:
         self.st, self.public, self.token, self.fake_base = st, gw.public, gw.token, gw.fake_base
         self.next_customer = 0
 
-    def lines(self, name: str, count: int) -> tuple[load.Target, int]:
-        """`count` requests from `count` new customers; returns the target and its first customer."""
+    def lines(self, name: str, count: int, to: str = AGENT_NUMBER) -> tuple[load.Target, int]:
+        """`count` requests from `count` new customers to `to`; returns the target and its first customer."""
         first = self.next_customer
         self.next_customer += count
         path = self.st.tmp / f"{name}.txt"
-        write_lines(path, self.public + PATH, self.token, count, LATENCY_FROM + first, None, None)
+        write_lines(path, self.public + PATH, self.token, count, LATENCY_FROM + first, None, None, to=to)
         target = load.Target(self.public + PATH, "POST", FORM_HEADERS, lines_file=str(path), line_header=SIGNATURE)
         return target, first
 
@@ -395,12 +398,14 @@ class LatencyRig:
             ),
         }
 
-    def open_loop(self, name: str, rate: float, duration_s: float) -> dict[str, Any]:
+    def open_loop(
+        self, name: str, rate: float, duration_s: float, to: str = AGENT_NUMBER, concurrency: int = 32
+    ) -> dict[str, Any]:
         n = max(1, round(rate * duration_s))
-        target, first = self.lines(name, n)
+        target, first = self.lines(name, n, to)
         before, _ = created(self.fake_base, since=1 << 30)
         send_log = self.st.tmp / f"{name}.sendlog"
-        r = load.run(target, concurrency=32, rate=rate, requests=n, engine="python", send_log=str(send_log))
+        r = load.run(target, concurrency=concurrency, rate=rate, requests=n, engine="python", send_log=str(send_log))
         ok = sum(v for k, v in r["statuses"].items() if k.startswith("2"))
         _wait_created(self.fake_base, before + ok, 60)
         _, items = created(self.fake_base, since=before)

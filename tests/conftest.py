@@ -20,9 +20,10 @@ from agent_core.store.tokens import TokenRole
 from gateway.app import create_app
 from gateway.cli.redis_server import EmbeddedRedis
 from tests.fakes import FakeLLM
-from workers import context
+from workers import context, jobs
 from workers.queues import ALL_QUEUES
-from workers.worker import ThreadWorker
+from workers.turnpool import OutboundPool, TurnPool
+from workers.worker import BACKGROUND_QUEUES, ThreadWorker
 
 PUBLIC_URL = "https://gw.example.com"
 LLM_BASE = "https://llm.test/v1"
@@ -125,17 +126,26 @@ def api(tokens_by_role: dict[str, str]) -> dict[str, str]:
 
 
 class Workers:
-    """Real RQ workers on threads of this process (as `chatgw worker --concurrency N` runs them)."""
+    """Turns on a TurnPool and RQ workers for the other queues, on threads of this process
+    (as `chatgw worker` runs them)."""
 
     def __init__(self, ctx: context.WorkerContext, count: int) -> None:
-        self.workers = [ThreadWorker(list(ALL_QUEUES), connection=ctx.rq_redis, worker_ttl=16) for _ in range(count)]
-        self.threads = [
+        self.pools = [
+            TurnPool(ctx.rq_redis, jobs.turn, slots=8),
+            OutboundPool(ctx.rq_redis, slots=4),
+        ]
+        self.workers = [
+            ThreadWorker(list(BACKGROUND_QUEUES[0]), connection=ctx.rq_redis, worker_ttl=16) for _ in range(count)
+        ]
+        self.threads = [threading.Thread(target=p.work, daemon=True) for p in self.pools] + [
             threading.Thread(target=w.work, kwargs={"logging_level": "WARNING"}, daemon=True) for w in self.workers
         ]
         for t in self.threads:
             t.start()
 
     def stop(self) -> None:
+        for p in self.pools:
+            p.stop()
         for w in self.workers:
             w.stop()
         for t in self.threads:
@@ -150,7 +160,11 @@ def workers(ctx: context.WorkerContext) -> Iterator[Workers]:
 
 
 def drain(ctx: context.WorkerContext) -> None:
-    """Run every queued job to completion in this thread (RQ SimpleWorker, burst mode)."""
+    """Run every queued job to completion in this thread: the turns on a TurnPool, the
+    deliveries they queued on an OutboundPool, then the rest (and anything left) on an RQ
+    SimpleWorker, burst mode."""
+    TurnPool(ctx.rq_redis, jobs.turn, slots=4).work(burst=True)
+    OutboundPool(ctx.rq_redis, slots=4).work(burst=True)
     ThreadWorker(list(ALL_QUEUES), connection=ctx.rq_redis).work(burst=True, logging_level="WARNING")
 
 

@@ -30,6 +30,7 @@ from channels.twilio import webhook_url
 from channels.twilio.dev import DevCallPlacer, DevOutboxSender
 from workers import queues
 from workers.rqwire import RQJobFormat
+from workers.turnpool import CpuGate, GatedProvider
 
 log = logging.getLogger("workers.context")
 
@@ -51,6 +52,8 @@ class WorkerContext:
     senders: Senders = field(init=False)
     deliverer: Deliverer = field(init=False)
     placement: calls.Placement = field(init=False)
+    # Turns hold it while they run Python, not while the LLM answers (workers/turnpool.py).
+    gate: CpuGate = field(init=False, default_factory=CpuGate)
 
     def __post_init__(self) -> None:
         self.redis = sync_client(self.redis_url)
@@ -66,20 +69,23 @@ class WorkerContext:
             timeout=httpx.Timeout(llm.llm_timeout_s, connect=5.0),
             limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
         )
-        self.offline = ObservedProvider(OfflineProvider(), self.metrics)
+        self.offline = GatedProvider(ObservedProvider(OfflineProvider(), self.metrics), self.gate)
         if llm.provider == "openai" and llm.openai_api_key is not None:
             from agent_core.llm.openai import OpenAIProvider
 
-            self.openai = ObservedProvider(
-                OpenAIProvider(
-                    api_key=llm.openai_api_key.get_secret_value(),
-                    base_url=llm.openai_base_url,
-                    http_client=self.http,
-                    timeout_s=llm.llm_timeout_s,
-                    max_retries=llm.llm_max_retries,
-                    on_retry=lambda: self.metrics.count(LLM_RETRIES, "openai"),
+            self.openai = GatedProvider(
+                ObservedProvider(
+                    OpenAIProvider(
+                        api_key=llm.openai_api_key.get_secret_value(),
+                        base_url=llm.openai_base_url,
+                        http_client=self.http,
+                        timeout_s=llm.llm_timeout_s,
+                        max_retries=llm.llm_max_retries,
+                        on_retry=lambda: self.metrics.count(LLM_RETRIES, "openai"),
+                    ),
+                    self.metrics,
                 ),
-                self.metrics,
+                self.gate,
             )
         lease_ms = int(self.settings.app.turn_lease_s * 1000)
         self.leases = LeaseKeeper(self.store, ttl_ms=lease_ms)
@@ -114,6 +120,7 @@ class WorkerContext:
                 "search_knowledge": knowledge.search_tool(self.store),
                 "request_call": calls.request_call_tool(self.store),
             },
+            sleep=self.gate.sleep,
         )
         base = self.settings.app.public_base_url
         self.placement = calls.Placement(

@@ -27,15 +27,20 @@ def _queue_wait_s() -> float | None:
 
 
 def run_turn(session_id: str) -> str:
+    """The turn job as an RQ worker runs it (`chatgw worker` runs turns on its TurnPool)."""
+    return turn(session_id, _queue_wait_s())
+
+
+def turn(session_id: str, queue_wait_s: float | None) -> str:
     structlog.contextvars.bind_contextvars(session_id=session_id)
     ctx = context.get()
-    waited = _queue_wait_s()
-    if waited is not None:
-        ctx.metrics.observe(TURN_QUEUE_WAIT_SECONDS, waited)
+    if queue_wait_s is not None:
+        ctx.metrics.observe(TURN_QUEUE_WAIT_SECONDS, queue_wait_s)
     started = time.perf_counter()
     outcome = "error"
     try:
-        outcome = turns.run_turn(ctx.turn_deps, session_id).value
+        with ctx.gate.held():
+            outcome = turns.run_turn(ctx.turn_deps, session_id).value
         return outcome
     finally:
         ctx.metrics.observe(TURN_SECONDS, time.perf_counter() - started, outcome)

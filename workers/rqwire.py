@@ -14,13 +14,17 @@ tests/workers/test_rqwire.py proves the writes against the installed RQ.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+import zlib
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
+from typing import Any
 
+import redis
 from rq import Queue
 from rq.job import Job, JobStatus
-from rq.utils import utcformat
+from rq.serializers import DefaultSerializer
+from rq.utils import str_to_date, utcformat
 
 from agent_core.store import PreparedJob, Work
 from workers.queues import BACKOFF_S, FAILURE_TTL_S, JOB_TIMEOUT_S, JOBS, OFFLINE
@@ -114,3 +118,55 @@ class RQJobFormat:
             splice=t.job.splice,
             encoded=t.encoded.replace(t.job.id, job_id).replace(t.stamp, stamp),
         )
+
+
+@dataclass(frozen=True)
+class TakenJob:
+    """A job taken off its queue without an RQ worker (workers/turnpool.py)."""
+
+    id: str
+    key: str
+    func: str
+    args: tuple[Any, ...]
+    queue_wait_s: float | None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def _unpack(data: bytes) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    try:
+        data = zlib.decompress(data)
+    except zlib.error:
+        pass  # the store's scripts write payloads uncompressed; RQ's own enqueue compresses
+    func, _instance, args, kwargs = DefaultSerializer.loads(data)
+    return str(func), tuple(args), dict(kwargs or {})
+
+
+def take_jobs(connection: redis.Redis, queue: str, count: int, *, block_s: float) -> list[TakenJob]:
+    """Pop up to `count` job ids off `queue` (waiting up to `block_s` for one when it is
+    empty) and read their payloads in one round trip. Each job hash then expires after the
+    job timeout (plus a minute), so a process killed before deleting it leaks nothing."""
+    queue_key = Queue.redis_queue_namespace_prefix + queue
+    ids = connection.lpop(queue_key, count)
+    if not ids and block_s > 0:
+        popped = connection.blpop([queue_key], timeout=block_s)
+        ids = [popped[1]] if popped else []
+    if not ids:
+        return []
+    keys = [Job.redis_job_namespace_prefix + (i.decode() if isinstance(i, bytes) else str(i)) for i in ids]
+    pipe = connection.pipeline(transaction=False)
+    for key in keys:
+        pipe.hmget(key, "data", "enqueued_at")
+        pipe.expire(key, JOB_TIMEOUT_S + 60)
+    replies = pipe.execute()
+    now = datetime.now(UTC)
+    taken = []
+    for key, (data, enqueued_at) in zip(keys, replies[::2], strict=True):
+        if data is None:
+            continue  # deleted meanwhile (an `rq` command); nothing to run
+        func, args, kwargs = _unpack(data)
+        waited = None
+        if enqueued_at:
+            at = str_to_date(enqueued_at)
+            waited = max(0.0, (now - (at if at.tzinfo else at.replace(tzinfo=UTC))).total_seconds())
+        taken.append(TakenJob(key.removeprefix(Job.redis_job_namespace_prefix), key, func, args, waited, kwargs))
+    return taken

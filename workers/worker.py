@@ -1,9 +1,13 @@
-"""The worker process: RQ SimpleWorkers (no fork per job) on threads, plus the scheduler.
+"""The worker process: turns on a TurnPool, other jobs on RQ SimpleWorkers, the scheduler.
 
-RQ's forking worker spends ≈23 ms per job on the fork; a SimpleWorker ≈5 ms. Turns spend
-most of their time waiting on the LLM, so one process runs `concurrency` SimpleWorkers on
-threads (each its own RQ worker, visible in `rq info`), with timer-based job timeouts
-instead of SIGALRM, which only the main thread can receive.
+Turns spend nearly all their time waiting on the LLM, so they run on a bounded pool of
+threads (workers/turnpool.py: `concurrency` turns in flight, by default sized from the
+process's memory); queued deliveries (retries, throttled replies at their held slots) on a
+OutboundPool of DELIVERY_SLOTS. Summaries, index builds and webhook events, which use RQ's
+retries, run on BACKGROUND_WORKERS SimpleWorkers (no fork per job: RQ's forking worker
+spends ≈23 ms per job on the fork) on threads, each its own RQ worker, visible in `rq info`,
+with timer-based job timeouts instead of SIGALRM, which only the main thread can receive.
+One of them never takes `default` jobs, so CPU-heavy index builds never hold up events.
 """
 
 from __future__ import annotations
@@ -22,11 +26,18 @@ from rq import SimpleWorker
 from rq.exceptions import StopRequested
 from rq.timeouts import TimerDeathPenalty
 
-from workers.queues import ALL_QUEUES
+from workers import jobs
+from workers.queues import DEFAULT, EVENTS
 from workers.schedules import Scheduler
+from workers.turnpool import OutboundPool, TurnPool, default_slots
 
 log = logging.getLogger("workers.worker")
 STOP_POLL_S = 1
+# What the SimpleWorkers beside the pools serve, in priority order.
+BACKGROUND_QUEUES = ((DEFAULT, EVENTS), (DEFAULT, EVENTS), (EVENTS,))
+# Deliveries in flight at once (each mostly waits on the provider's API).
+DELIVERY_SLOTS = 16
+BACKGROUND_WORKERS = len(BACKGROUND_QUEUES)
 
 
 class ThreadWorker(SimpleWorker):
@@ -64,17 +75,18 @@ def worker_name(index: int) -> str:
     return f"{socket.gethostname()}.{os.getpid()}.{index}.{uuid.uuid4().hex[:6]}"
 
 
-def run(connection: redis.Redis, *, concurrency: int = 4, burst: bool = False, with_scheduler: bool = True) -> None:
-    """Run `concurrency` workers until SIGTERM/SIGINT (warm: in-flight jobs finish)."""
+def run(
+    connection: redis.Redis, *, concurrency: int | None = None, burst: bool = False, with_scheduler: bool = True
+) -> None:
+    """Run until SIGTERM/SIGINT (warm: in-flight jobs finish): `concurrency` turns in flight
+    (default: sized from memory), BACKGROUND_WORKERS RQ workers for everything else."""
+    pool = TurnPool(connection, jobs.turn, slots=concurrency or default_slots())
+    deliveries = OutboundPool(connection, slots=DELIVERY_SLOTS)
     workers = [
-        ThreadWorker(list(ALL_QUEUES), connection=connection, name=worker_name(i), worker_ttl=30)
-        for i in range(concurrency)
+        ThreadWorker(list(queues), connection=connection, name=worker_name(i), worker_ttl=30)
+        for i, queues in enumerate(BACKGROUND_QUEUES)
     ]
     scheduler = Scheduler().start() if with_scheduler else None
-    threads = [
-        threading.Thread(target=w.work, kwargs={"burst": burst, "logging_level": "WARNING"}, name=w.name, daemon=True)
-        for w in workers
-    ]
     stopping = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -82,17 +94,35 @@ def run(connection: redis.Redis, *, concurrency: int = 4, burst: bool = False, w
             log.warning("second signal: exiting now; unfinished turns are requeued by the watchdog")
             os._exit(1)
         stopping.set()
+        pool.stop()
+        deliveries.stop()
         for w in workers:
             w.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    for t in threads:
-        t.start()
+    background = [
+        threading.Thread(target=w.work, kwargs={"burst": burst, "logging_level": "WARNING"}, name=w.name, daemon=True)
+        for w in workers
+    ]
+    turns = threading.Thread(target=pool.work, kwargs={"burst": burst}, name="turns", daemon=True)
+    outbound = threading.Thread(target=deliveries.work, kwargs={"burst": burst}, name="deliveries", daemon=True)
     try:
-        for t in threads:
-            while t.is_alive():
-                t.join(timeout=0.5)
+        turns.start()
+        if burst:
+            # Turns queue deliveries and summaries: drain them first, then what they queued.
+            _join(turns)
+        outbound.start()
+        for t in background:
+            t.start()
+        for t in [turns, outbound, *background]:
+            _join(t)
     finally:
         if scheduler:
             scheduler.stop()
+
+
+def _join(thread: threading.Thread) -> None:
+    # A bare join() would block the main thread's signal handlers.
+    while thread.is_alive():
+        thread.join(timeout=0.5)

@@ -375,7 +375,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     # stops each child exactly once (a second signal means "exit now" to a worker).
     procs = [
         subprocess.Popen([*base, "web", "--host", args.host, "--port", str(port)], env=env, start_new_session=True),
-        subprocess.Popen([*base, "worker", "--concurrency", str(args.concurrency)], env=env, start_new_session=True),
+        subprocess.Popen(
+            [*base, "worker", *(["--concurrency", str(args.concurrency)] if args.concurrency else [])],
+            env=env,
+            start_new_session=True,
+        ),
     ]
     stopping = {"now": False}
 
@@ -457,7 +461,7 @@ def parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="embedded Redis + web + worker + demo agent, for a laptop or a demo")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=None, help="default: PORT, else 8000")
-    up.add_argument("--concurrency", type=int, default=4)
+    up.add_argument("--concurrency", type=int, default=None, help="the worker's turns in flight")
     up.set_defaults(func=cmd_up)
 
     web = sub.add_parser("web", help="the HTTP process (uvicorn)")
@@ -466,7 +470,9 @@ def parser() -> argparse.ArgumentParser:
     web.set_defaults(func=cmd_web)
 
     worker = sub.add_parser("worker", help="the RQ worker process (all queues, with the scheduler)")
-    worker.add_argument("--concurrency", type=int, default=None, help="default: WORKER_CONCURRENCY, else 4")
+    worker.add_argument(
+        "--concurrency", type=int, default=None, help="turns in flight (default: WORKER_CONCURRENCY, else from memory)"
+    )
     worker.add_argument("--burst", action="store_true", help="exit when the queues are empty")
     worker.add_argument("--no-scheduler", action="store_true", help="leave periodic sweeps to `chatgw cron`")
     worker.set_defaults(func=cmd_worker)

@@ -3,6 +3,7 @@ at most once and sent exactly once, however the scheduled retries line up."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -64,3 +65,35 @@ def test_a_throttled_backlog_is_sent_once_each_at_held_slots(
     run_scheduled(ctx)
     assert scheduled.count == 0
     assert sorted(r["To"] for r in twilio.requests) == sorted(CUSTOMERS)
+
+
+def test_a_held_reply_whose_worker_died_is_sent_once_by_the_task_sweep(
+    client: TestClient, admin: dict[str, str], twilio: FakeTwilioREST, ctx: Any
+) -> None:
+    from agent_core.store import tasks
+    from workers.queues import enqueue_work
+
+    body = {"name": "Rate", "channels": {"numbers": [AGENT_NUMBER]}, "debounce_ms": 0}
+    assert client.post("/v1/agents", json=body, headers=admin).status_code == 200
+    for number in CUSTOMERS:
+        assert post_webhook(client, "/twilio/messages", sms_form(From=number, Body=f"hi {number}")).status_code == 200
+    drain(ctx)
+    scheduled = ScheduledJobRegistry(OUTBOUND, connection=ctx.rq_redis)
+    assert scheduled.count >= 2
+    # A worker took one held reply's job and was killed before sending it: the job is gone.
+    lost = scheduled.get_job_ids()[0]
+    ctx.rq_redis.zrem(scheduled.key, lost)
+    ctx.rq_redis.delete(f"rq:job:{lost}")
+    run_scheduled(ctx)
+    assert len(twilio.requests) == len(CUSTOMERS) - 1
+    # The task sweep finds the reply its safety entry still names, once its grace is over.
+    due = ctx.store.run(tasks.claim_due(at_ms=time.time() * 1000 + 3_600_000))
+    assert len(due) == 1
+    for work in due:
+        enqueue_work(ctx.rq_redis, work)
+    for _ in range(5):
+        run_scheduled(ctx)
+        if scheduled.count == 0:
+            break
+    assert sorted(r["To"] for r in twilio.requests) == sorted(CUSTOMERS)
+    assert ctx.store.run(tasks.claim_due(at_ms=time.time() * 1000 + 3_600_000)) == []
