@@ -151,6 +151,8 @@
     }
     var u = S.ui;
     u.host = host;
+    // The agent's colour arrives with its config; until then (or if it never does) the default.
+    host.style.setProperty("--accent", "#2563eb");
     u.launcher = el("button", { "class": "launcher", type: "button", "aria-label": "Open chat", "aria-expanded": "false", "aria-controls": "chatgw-panel" });
     u.launcher.appendChild(icon("M4 3h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2z"));
     u.badge = el("span", { "class": "badge", hidden: "" });
@@ -461,6 +463,8 @@
       notify(explain(err), true);
       S.ui.input.disabled = true;
       S.ui.send.disabled = true;
+      // Nothing here can work without the server: no call link either.
+      S.ui.callToggle.hidden = true;
     });
   }
 
