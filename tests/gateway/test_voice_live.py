@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator
@@ -17,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -33,7 +31,8 @@ from channels.twilio.voice import voice_form
 from gateway.app import create_app
 from tests.agent_core.test_llm_streaming import event, sse, text_events
 from tests.conftest import PUBLIC_URL, drain
-from tests.fakes import completion, free_port, last_user_text
+from tests.fakes import completion, last_user_text
+from tests.helpers import serving
 from workers import context
 
 ACCOUNT = "AC" + "0" * 32
@@ -94,29 +93,11 @@ class PacedLLM:
             yield part
 
 
-class Served:
-    def __init__(self, app: Any) -> None:
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Served:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 @pytest.fixture
-def paced() -> Iterator[tuple[PacedLLM, Served]]:
+def paced() -> Iterator[tuple[PacedLLM, str]]:
     llm = PacedLLM()
-    with Served(llm.app()) as served:
-        yield llm, served
+    with serving(llm.app()) as url:
+        yield llm, url
 
 
 @pytest.fixture
@@ -125,11 +106,11 @@ def llm_key() -> str:
 
 
 @pytest.fixture
-def live_settings(settings: Settings, paced: tuple[PacedLLM, Served]) -> Settings:
+def live_settings(settings: Settings, paced: tuple[PacedLLM, str]) -> Settings:
     llm = LLMSettings(
         _env_file=None,  # type: ignore[call-arg]
         openai_api_key="sk-test",
-        openai_base_url=f"http://127.0.0.1:{paced[1].port}/v1",
+        openai_base_url=f"{paced[1]}/v1",
         llm_model="gpt-test",
         llm_timeout_s=10,
         llm_max_retries=0,
@@ -142,8 +123,8 @@ def live(live_settings: Settings, redis_url: str) -> Iterator[tuple[Any, str]]:
     wctx = context.WorkerContext(settings=live_settings, redis_url=redis_url)
     context.use(wctx)
     app = create_app(live_settings, redis_url)
-    with Served(app) as served:
-        yield app, f"http://127.0.0.1:{served.port}"
+    with serving(app) as url:
+        yield app, url
     context.use(None)
     wctx.close()
 
@@ -182,7 +163,7 @@ def admin_live(live: tuple[Any, str], redis_url: str) -> dict[str, str]:
 
 
 def test_conversation_relay_streams_tokens_handles_interrupt_and_ends(
-    live: tuple[Any, str], admin_live: dict[str, str], paced: tuple[PacedLLM, Served], redis_url: str
+    live: tuple[Any, str], admin_live: dict[str, str], paced: tuple[PacedLLM, str], redis_url: str
 ) -> None:
     from agent_core.store.connection import sync_client
 
@@ -252,7 +233,7 @@ def test_conversation_relay_streams_tokens_handles_interrupt_and_ends(
 
 
 def test_slow_model_in_a_gather_turn_gets_a_filler_and_redirect_then_the_answer(
-    live: tuple[Any, str], admin_live: dict[str, str], paced: tuple[PacedLLM, Served], redis_url: str
+    live: tuple[Any, str], admin_live: dict[str, str], paced: tuple[PacedLLM, str], redis_url: str
 ) -> None:
     from agent_core.store.connection import sync_client
 
@@ -294,7 +275,7 @@ def test_slow_model_in_a_gather_turn_gets_a_filler_and_redirect_then_the_answer(
 
 
 def test_a_dropped_socket_keeps_what_was_sent_and_whispers_reach_the_voice_agent(
-    live: tuple[Any, str], admin_live: dict[str, str], paced: tuple[PacedLLM, Served], redis_url: str
+    live: tuple[Any, str], admin_live: dict[str, str], paced: tuple[PacedLLM, str], redis_url: str
 ) -> None:
     from agent_core.store.connection import sync_client
 
