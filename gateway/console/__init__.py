@@ -34,6 +34,7 @@ def routes() -> list[BaseRoute]:
         Route("/console/login", pages.login_submit, methods=["POST"]),
         Route("/console/logout", pages.logout, methods=["POST"]),
         Route("/console/events", live.list_events, methods=["GET"]),
+        Route("/console/outbox/events", live.outbox_events, methods=["GET"]),
         Route("/console/sessions/{session_id}", pages.session_page, methods=["GET"]),
         Route("/console/sessions/{session_id}/events", live.session_events, methods=["GET"]),
         Route("/console/sessions/{session_id}/command", pages.command, methods=["POST"]),

@@ -18,7 +18,16 @@ from agent_core.models import Role
 from agent_core.store import sessions
 from gateway.api.events import KEEPALIVE_S, SSE_HEADERS, follow, resume_point, sse
 from gateway.console import auth, views
-from gateway.console.pages import agent_map, listed, panel_for, rows_for, session_filter, signed_in, store_of
+from gateway.console.pages import (
+    agent_map,
+    listed,
+    outbox_entries,
+    panel_for,
+    rows_for,
+    session_filter,
+    signed_in,
+    store_of,
+)
 from gateway.console.render import render
 from gateway.errors import NotFound
 from gateway.metrics import metrics_of
@@ -109,6 +118,45 @@ async def list_events(request: Request) -> Response:
                         yield sse("remove", {"id": s.id})
                 n += 1
                 yield await stats_event(n)
+        finally:
+            open_streams.dec()
+            await notifier.unsubscribe("*", queue)
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def outbox_events(request: Request) -> Response:
+    """The dev outbox page's stream: the whole list (newest first) when it opens and whenever
+    something is added, so a reconnect misses nothing."""
+    await signed_in(request)
+    store = store_of(request)
+    notifier: Notifier = request.app.state.notifier
+    queue = await notifier.subscribe("*")
+    open_streams = metrics_of(request).sse_open
+
+    async def list_event() -> str:
+        return sse("list", {"html": render("_outbox_entries.html", entries=await outbox_entries(store))})
+
+    async def stream() -> AsyncIterator[str]:
+        checked_at = time.monotonic()
+        try:
+            open_streams.inc()
+            yield "retry: 2000\n\n"
+            yield await list_event()
+            while True:
+                try:
+                    notice = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_S)
+                except TimeoutError:
+                    notice = None
+                if notice is None or time.monotonic() - checked_at > RECHECK_S:
+                    if await auth.current(request) is None:
+                        yield sse("expired", {"error": "console: signed out (or the session expired)"})
+                        return
+                    checked_at = time.monotonic()
+                if notice is None:
+                    yield ": keepalive\n\n"
+                elif notice.get("type") == "dev_outbox":
+                    yield await list_event()
         finally:
             open_streams.dec()
             await notifier.unsubscribe("*", queue)

@@ -26,6 +26,7 @@ from gateway.errors import Forbidden, NotFound, Unauthorized, Unprocessable
 from gateway.http import validate
 
 PAGE_SIZE = 50
+OUTBOX_SIZE = 200
 # The inbox is shown oldest request first; the listing is newest activity first, so the inbox
 # reads this many help requests and sorts them (more are a next page).
 INBOX_SIZE = 100
@@ -427,9 +428,8 @@ async def outbox_page(request: Request) -> Response:
             nav=nav(request, operator, ""),
             error="Twilio is configured: messages are really sent, so there is no dev outbox.",
         )
-    entries = await store_of(request).run(outbound.dev_outbox(200))
-    return page(
-        "outbox.html",
-        nav=nav(request, operator, "outbox"),
-        entries=[{**e, "at": views.stamp(e.get("created_at"))} for e in entries],
-    )
+    return page("outbox.html", nav=nav(request, operator, "outbox"), entries=await outbox_entries(store_of(request)))
+
+
+async def outbox_entries(store: AsyncStore) -> list[dict[str, Any]]:
+    return [views.outbox_entry(e) for e in await store.run(outbound.dev_outbox(OUTBOX_SIZE))]

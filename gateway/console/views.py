@@ -113,6 +113,13 @@ ACTIONS = (
 )
 
 
+def outbox_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """A dev-outbox entry (a message or a call that was not sent) for `_outbox_entries.html`."""
+    url = str(entry.get("url") or "")
+    call_id = url.rsplit("/", 1)[-1] if entry.get("kind") == "call" and "/twilio/voice/" in url else ""
+    return {**entry, "at": stamp(entry.get("created_at")), "call_id": call_id}
+
+
 def call_refusal(session: Session, agent: Agent | None) -> str | None:
     """Why the Call button cannot work now (None: it may; `request_call` still decides)."""
     if agent is None or not agent.escalation.enabled:

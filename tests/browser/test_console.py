@@ -55,6 +55,9 @@ def test_operator_sees_a_help_request_live_takes_over_replies_whispers_and_hands
     expect(page.get_by_role("button", name="Hand back to AI")).to_be_visible()
     # The help request was cleared by the takeover: the other operator's inbox empties live.
     expect(waiting).to_have_count(0)
+    # The other operator watches the dev outbox: the reply shows there live, as "not sent".
+    inbox.goto(gateway.url + "/console/outbox")
+    expect(inbox.get_by_role("heading", name="Dev outbox")).to_be_visible()
 
     box = page.get_by_label("Message")
     box.fill("Hi, Alice here. Let me check your order.")
@@ -64,6 +67,7 @@ def test_operator_sees_a_help_request_live_takes_over_replies_whispers_and_hands
     expect(reply).to_have_class("msg role-operator")
     expect(reply.locator(".delivery")).to_contain_text("dev_outbox")
     eventually(lambda: "Hi, Alice here. Let me check your order." in received_by(store, CUSTOMER))
+    expect(inbox.locator("#outbox")).to_contain_text("Hi, Alice here. Let me check your order.")
 
     box.fill("Customer ordered twice, refund one")
     page.get_by_role("button", name="Whisper").click()

@@ -97,6 +97,18 @@
   function seenKey(id) { return "chatgw.seen." + id; }
 
   /* Sessions page */
+  function outboxPage() {
+    var list = $("outbox");
+    if (!list) { return; }
+    stream(list.getAttribute("data-events"), {
+      list: function (d) {
+        var t = document.createElement("template");
+        t.innerHTML = d.html;
+        list.replaceChildren(t.content);
+      }
+    });
+  }
+
   function sessionsPage() {
     var rows = $("rows");
     if (!rows) { return; }
@@ -356,6 +368,7 @@
     if (page === "sessions") { sessionsPage(); }
     if (page === "session") { sessionPage(); }
     if (page === "knowledge") { knowledgePage(); }
+    if (page === "outbox") { outboxPage(); }
     tickWaits();
     setInterval(tickWaits, 15000);
   });

@@ -187,3 +187,27 @@ def test_another_operator_sees_who_is_typing(
     bob_reader.join(10)
     assert [d for k, d in bob_got if k == "typing"] == [{"who": "alice@example.com"}]
     assert not any(k == "typing" for k, _ in alice_got)  # not shown to the one typing
+
+
+def test_outbox_stream_shows_a_call_placed_in_dev_mode_as_it_happens(
+    live: str, admin: dict[str, str], api: dict[str, str], tokens_by_role: dict[str, str], workers: Any
+) -> None:
+    assert httpx.get(live + "/console/outbox/events").status_code == 401
+    escalation = {"enabled": True, "from_number": "+15550001111"}
+    agent = httpx.post(live + "/v1/agents", json={"name": "Acme", "escalation": escalation}, headers=admin).json()
+    sid = httpx.post(
+        live + "/v1/chat/session", json={"agent_uuid": agent["data"]["id"], "customer_id": "c1"}, headers=api
+    ).json()["data"]["id"]
+    cookie, _ = console_login(live, tokens_by_role["operator"])
+
+    def two_lists(out: list[Any]) -> bool:
+        return len([1 for k, _ in out if k == "list"]) >= 2
+
+    reader, got = start_reader(live + "/console/outbox/events", cookie, two_lists)
+    placed = httpx.post(f"{live}/v1/chat/session/{sid}/call", json={"to": "+15551230000"}, headers=admin)
+    assert placed.status_code == 202, placed.text
+    reader.join(15)
+    lists = [d["html"] for k, d in got if k == "list"]
+    assert "Nothing yet" in lists[0]
+    call_id = placed.json()["data"]["call_id"]
+    assert f"chatgw call {call_id}" in lists[-1] and "to +15551230000" in lists[-1]
