@@ -19,7 +19,7 @@ import os
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -72,18 +72,22 @@ class _Running:
 
 
 class JobPool:
-    """Runs the `func` jobs of `queue`, `slots` at a time, until `stop()` (then finishes the
-    running ones). For jobs whose safety is their own (a lease, a task entry), not RQ's
-    started registry."""
+    """Runs the jobs of `queue` with the function `runs` names for each job's RQ function,
+    `slots` at a time, until `stop()` (then finishes the running ones). For jobs whose safety
+    is their own (a lease, a task entry), not RQ's started registry."""
 
     queue = TURNS
-    func = JOBS[Task.turn].func
 
     def __init__(
-        self, connection: redis.Redis, run: Callable[..., object], *, slots: int, timeout_s: float = JOB_TIMEOUT_S
+        self,
+        connection: redis.Redis,
+        runs: Mapping[str, Callable[..., object]],
+        *,
+        slots: int,
+        timeout_s: float = JOB_TIMEOUT_S,
     ) -> None:
         self.connection = connection
-        self.run = run
+        self.runs = dict(runs)
         self.slots = slots
         self.timeout_s = timeout_s
         self._free = threading.Semaphore(slots)
@@ -145,9 +149,10 @@ class JobPool:
             self._free.release()
 
     def _runner(self, job: TakenJob) -> Callable[..., object]:
-        if job.func != self.func:
-            raise ValueError(f"not a {self.func} job on the {self.queue} queue: {job.func}")
-        return self.run
+        run = self.runs.get(job.func)
+        if run is None:
+            raise ValueError(f"not a job of the {self.queue} queue: {job.func}")
+        return run
 
     def _call(self, run: Callable[..., object], job: TakenJob) -> None:
         run(*job.args, **job.kwargs)
@@ -188,6 +193,11 @@ class JobPool:
 class TurnPool(JobPool):
     """Turns: `run(session_id, queue_wait_s)`; a turn's safety is its lease."""
 
+    def __init__(
+        self, connection: redis.Redis, run: Callable[..., object], *, slots: int, timeout_s: float = JOB_TIMEOUT_S
+    ) -> None:
+        super().__init__(connection, {JOBS[Task.turn].func: run}, slots=slots, timeout_s=timeout_s)
+
     def _call(self, run: Callable[..., object], job: TakenJob) -> None:
         run(*job.args, job.queue_wait_s)
 
@@ -200,18 +210,8 @@ class OutboundPool(JobPool):
     queue = OUTBOUND
 
     def __init__(self, connection: redis.Redis, *, slots: int, timeout_s: float = JOB_TIMEOUT_S) -> None:
-        super().__init__(connection, _unused, slots=slots, timeout_s=timeout_s)
-        self.runs = {spec.func: import_attribute(spec.func) for spec in JOBS.values() if spec.queue == OUTBOUND}
-
-    def _runner(self, job: TakenJob) -> Callable[..., object]:
-        run = self.runs.get(job.func)
-        if run is None:
-            raise ValueError(f"not a job of the {self.queue} queue: {job.func}")
-        return run
-
-
-def _unused(*args: object) -> None:
-    raise AssertionError("OutboundPool runs each job by its JOBS entry")
+        runs = {spec.func: import_attribute(spec.func) for spec in JOBS.values() if spec.queue == OUTBOUND}
+        super().__init__(connection, runs, slots=slots, timeout_s=timeout_s)
 
 
 class CpuGate:
