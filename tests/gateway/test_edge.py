@@ -4,6 +4,8 @@ counted while streaming, widget CORS headers only on the widget's API, every req
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -17,6 +19,12 @@ LIMIT = 100
 
 class _Route:
     path = "/things/{id}"
+
+
+def _run(make: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run on a fresh event loop in its own thread: other tests may leave one running in this one."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(lambda: asyncio.run(make())).result()
 
 
 def _scope(path: str = "/things/1", method: str = "POST", headers: list[tuple[bytes, bytes]] | None = None) -> Any:
@@ -50,7 +58,7 @@ def _call(
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    asyncio.run(Edge(app, metrics, max_bytes=LIMIT)(scope, receive, send))
+    _run(lambda: Edge(app, metrics, max_bytes=LIMIT)(scope, receive, send))
     return sent, metrics
 
 
@@ -118,5 +126,5 @@ def test_an_unhandled_error_is_timed_as_a_500() -> None:
         pass
 
     with pytest.raises(RuntimeError):
-        asyncio.run(Edge(broken, metrics, max_bytes=LIMIT)(_scope(), nothing, drop))
+        _run(lambda: Edge(broken, metrics, max_bytes=LIMIT)(_scope(), nothing, drop))
     assert _count(metrics, "/things/{id}", "500") == 1
