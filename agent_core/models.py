@@ -5,6 +5,7 @@ Timestamps are ISO-8601 UTC strings with millisecond precision and a `Z` suffix.
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import time
@@ -35,7 +36,11 @@ def utcnow() -> datetime:
 
 
 def iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    """`2026-12-02T02:38:27.070Z`: UTC, milliseconds (truncated). isoformat, not strftime:
+    this runs twice per stored message and strftime costs twice as much."""
+    if dt.tzinfo is not UTC:
+        dt = dt.astimezone(UTC)
+    return dt.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def now_iso() -> str:
@@ -53,6 +58,21 @@ def now_ms() -> int:
 def ms_from_iso(stamp: str) -> float:
     """Milliseconds since the epoch of one of our timestamps (or any ISO-8601 with an offset)."""
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000
+
+
+def uuid4_hex() -> str:
+    """What `uuid.uuid4().hex` gives (random, version 4, RFC 4122 variant) without building
+    a UUID object, a third of its cost; ids are made several times per inbound message."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return raw.hex()
+
+
+def uuid4_str() -> str:
+    """What `str(uuid.uuid4())` gives, as `uuid4_hex` does."""
+    h = uuid4_hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def new_id(prefix: str) -> str:

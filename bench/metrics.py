@@ -1,7 +1,7 @@
 """What an observation costs: the web process's per-request metrics and a worker's tally.
 
 Micro-benchmarks in one process (CPU time per operation, best of `--repeat` runs):
-- the HTTP middleware (`gateway.metrics.HTTPMetrics`) around a bare ASGI app, against the
+- the edge layer (`gateway.edge.Edge`: metrics, request id, body limit) around a bare ASGI app, against the
   bare app alone: the extra CPU every request pays (route label, status, histogram);
 - one webhook outcome (a cached prometheus-client counter child);
 - one `Tally.observe` of a worker figure (in memory), and one flush of a turn's figures
@@ -25,7 +25,8 @@ from agent_core.metrics import DELIVERY_SECONDS, LLM_SECONDS, TURN_QUEUE_WAIT_SE
 from agent_core.store import Store
 from agent_core.store.connection import sync_client
 from gateway.cli.redis_server import EmbeddedRedis
-from gateway.metrics import HTTPMetrics, WebMetrics
+from gateway.edge import Edge
+from gateway.metrics import WebMetrics
 
 START = {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/xml")]}
 BODY = {"type": "http.response.body", "body": b"<Response/>"}
@@ -81,7 +82,7 @@ def _turn(tally: Tally) -> None:
 
 def run(n: int = 200_000, repeat: int = 5) -> dict[str, float]:
     web = WebMetrics()
-    timed = HTTPMetrics(_bare, web)
+    timed = Edge(_bare, web, max_bytes=1 << 20)
     tally = Tally()
     out = {
         "bare_asgi_us": min(_asgi_us(_bare, n) for _ in range(repeat)),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,7 +13,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent_core.llm import AsyncLLMProvider
 from agent_core.settings import Settings
@@ -31,14 +29,14 @@ from gateway.api import health as health_api
 from gateway.api import knowledge as knowledge_api
 from gateway.api.routing import Endpoint, build_routes, openapi
 from gateway.auth import TokenCache
-from gateway.errors import EXCEPTION_HANDLERS, PayloadTooLarge, error_response
-from gateway.metrics import HTTPMetrics, WebMetrics
+from gateway.edge import Edge
+from gateway.errors import EXCEPTION_HANDLERS, error_response
+from gateway.metrics import WebMetrics
 from gateway.notifier import Notifier
 from gateway.webhooks import twilio as twilio_webhooks
 from gateway.webhooks import voice as voice_webhooks
 from gateway.widget import ENDPOINTS as WIDGET_ENDPOINTS
 from gateway.widget import api as widget_api
-from gateway.widget.cors import WidgetCORS
 from workers.rqwire import RQJobFormat
 
 VERSION = "0.1.0"
@@ -59,70 +57,6 @@ def endpoints() -> list[Endpoint]:
         *WIDGET_ENDPOINTS,
         *health_api.ENDPOINTS,
     ]
-
-
-class BodyLimit:
-    """413 for bodies over MAX_BODY_BYTES (or a path's own limit, e.g. document uploads),
-    by Content-Length or while streaming."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int, overrides: dict[str, int] | None = None) -> None:
-        self.app = app
-        self.default = max_bytes
-        self.overrides = overrides or {}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = self.overrides.get(scope["path"], self.default) if scope["method"] == "POST" else self.default
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                try:
-                    too_big = int(value) > limit
-                except ValueError:
-                    too_big = False
-                if too_big:
-                    response = error_response(413, [f"body: larger than {limit} bytes"])
-                    await response(scope, receive, send)
-                    return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise PayloadTooLarge(f"body: larger than {limit} bytes")
-            return message
-
-        await self.app(scope, limited, send)
-
-
-class RequestContext:
-    """Binds a request id (X-Request-ID, or a new one) into log context and the response."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        rid = ""
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                rid = value.decode("latin-1")[:100]
-        rid = rid or uuid.uuid4().hex
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=rid)
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", []).append((b"x-request-id", rid.encode("latin-1")))
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
 
 
 def create_app(settings: Settings, redis_url: str, voice_llm: AsyncLLMProvider | None = None) -> Starlette:
@@ -190,8 +124,10 @@ def create_app(settings: Settings, redis_url: str, voice_llm: AsyncLLMProvider |
     app.state.settings = settings
     app.state.endpoints = eps
     app.state.metrics = WebMetrics()
+    # Inside Starlette's ServerErrorMiddleware, so an unhandled error is timed as a 500 too.
     app.add_middleware(
-        BodyLimit,
+        Edge,
+        metrics=app.state.metrics,
         max_bytes=settings.app.max_body_bytes,
         overrides={
             **{
@@ -201,8 +137,4 @@ def create_app(settings: Settings, redis_url: str, voice_llm: AsyncLLMProvider |
             widget_api.MESSAGES_PATH: min(settings.app.max_body_bytes, widget_api.MAX_REQUEST_BYTES),
         },
     )
-    app.add_middleware(WidgetCORS)
-    app.add_middleware(RequestContext)
-    # Outermost, so every response is timed, a 413 refused before routing too.
-    app.add_middleware(HTTPMetrics, metrics=app.state.metrics)
     return app

@@ -9,7 +9,6 @@ them as histogram and counter families, so any web process shows the whole fleet
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -19,7 +18,7 @@ from prometheus_client import Gauge as PromGauge
 from prometheus_client import Histogram as PromHistogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from agent_core import inbound
 from agent_core.delivery import StatusOutcome
@@ -86,7 +85,7 @@ class WebMetrics:
         child.observe(seconds)
 
     def webhook(self, request: Request, outcome: str) -> None:
-        key = (_route(request.scope), outcome)
+        key = (route_of(request.scope), outcome)
         child = self._webhooks.get(key)
         if child is None:
             child = self._webhooks[key] = self.webhooks.labels(*key)
@@ -110,37 +109,10 @@ def metrics_of(request: Request) -> WebMetrics:
     return metrics
 
 
-def _route(scope: Scope) -> str:
+def route_of(scope: Scope) -> str:
+    """The route template the router matched (`/v1/chat/session/{session_id}`), never the raw path."""
     route = scope.get("route")
     return getattr(route, "path", UNMATCHED)
-
-
-class HTTPMetrics:
-    """Times every HTTP request to the end of its response body, labelled with the route
-    template the router matched (`/v1/chat/session/{session_id}`), never the raw path."""
-
-    def __init__(self, app: ASGIApp, metrics: WebMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        # An exception no handler turned into a response becomes a 500 outside this middleware.
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            self.metrics.request(scope["method"], _route(scope), status, time.perf_counter() - started)
 
 
 class Fleet:

@@ -13,7 +13,6 @@ tests/workers/test_rqwire.py proves the writes against the installed RQ.
 
 from __future__ import annotations
 
-import uuid
 import zlib
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -24,14 +23,21 @@ import redis
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.serializers import DefaultSerializer
-from rq.utils import str_to_date, utcformat
+from rq.utils import str_to_date
 
+from agent_core.models import uuid4_str
 from agent_core.store import PreparedJob, Work
 from workers.queues import BACKOFF_S, FAILURE_TTL_S, JOB_TIMEOUT_S, JOBS, OFFLINE
 
 # Stands for the session id in a payload (a UUID, so it has a session id's length).
 SESSION_PLACEHOLDER = "00000000-0000-4000-8000-000000000000"
 _STAMPED = ("created_at", "enqueued_at")
+
+
+def rq_timestamp() -> str:
+    """Now as RQ's `utcformat` writes it (`%Y-%m-%dT%H:%M:%S.%fZ`), by isoformat: half the
+    cost of strftime, once per queued job."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def _build(work: Work) -> PreparedJob:
@@ -91,7 +97,7 @@ class RQJobFormat:
         if found is None:
             built = _build(work)
             # One clock reading for both stamps, so re-stamping is one replacement.
-            stamp = utcformat(datetime.now(UTC))
+            stamp = rq_timestamp()
             f = list(built.fields)
             for i in range(0, len(f), 2):
                 if f[i] in _STAMPED:
@@ -104,8 +110,8 @@ class RQJobFormat:
         if work.args:
             return _build(work)
         t = self._template(work)
-        job_id = str(uuid.uuid4())
-        stamp = utcformat(datetime.now(UTC))
+        job_id = uuid4_str()
+        stamp = rq_timestamp()
         fields = tuple(stamp if v == t.stamp else v for v in t.job.fields)
         return PreparedJob(
             id=job_id,

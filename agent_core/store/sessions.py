@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -27,6 +26,8 @@ from agent_core.models import (
     SessionStatus,
     iso_from_ms,
     now_ms,
+    uuid4_hex,
+    uuid4_str,
 )
 from agent_core.store import keys
 from agent_core.store.runner import Batch, Cmd, Lua, Op
@@ -46,7 +47,7 @@ def message_rest(msg: Mapping[str, Any]) -> str:
 
 def new_message(role: Role, text: str, *, created_at: str, **extra: Any) -> dict[str, Any]:
     """A message to store (the store assigns seq and session_id)."""
-    return {"id": "msg_" + uuid.uuid4().hex, "role": role.value, "text": text, "created_at": created_at, **extra}
+    return {"id": "msg_" + uuid4_hex(), "role": role.value, "text": text, "created_at": created_at, **extra}
 
 
 def parse_message(raw: str) -> Message:
@@ -139,7 +140,7 @@ def new_session(
 ) -> dict[str, str]:
     """What a store script needs to create a session (lib.lua `new_session` fills in the rest)."""
     return {
-        "id": str(uuid.uuid4()),
+        "id": uuid4_str(),
         "customer_id": customer_id,
         "channel": channel.value,
         "customer_address": customer_address or "",

@@ -51,7 +51,10 @@ async def _form(request: Request) -> dict[str, str]:
     except InvalidTwilioRequest as exc:
         raise BadRequest(str(exc)) from exc
     if settings.twilio.validate_signatures:
-        url = webhook_url(settings.app.public_base_url, request.url.path, request.url.query)
+        # The route matched this path literally, so the scope's path is the URL's (Starlette's
+        # `request.url` would build and parse a whole URL for it).
+        scope = request.scope
+        url = webhook_url(settings.app.public_base_url, scope["path"], scope["query_string"].decode("latin-1"))
         token = request.app.state.twilio_auth_token
         if not verify(token, url, params, request.headers.get(SIGNATURE_HEADER)):
             log.warning("twilio signature check failed", path=request.url.path)

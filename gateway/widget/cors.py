@@ -1,8 +1,8 @@
 """CORS for the widget's public API: exactly the allowed origins, never `*`, no credentials.
 
 A request's origin is checked against its agent's `allowed_origins` by the endpoint, which
-marks it allowed (`allow`); this middleware then adds the CORS headers to whatever the response
-is, errors included, so the widget can read a 422 or a 429. Preflights carry no key or token,
+marks it allowed (`allow`); the edge layer (gateway/edge.py) then adds the CORS headers to
+whatever the response is, errors included, so the widget can read a 422 or a 429. Preflights carry no key or token,
 so they are answered for origins some enabled widget allows; the request itself is then checked
 against its own agent's list.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from agent_core.store import AsyncStore, widgets
 from gateway.errors import error_response
@@ -35,43 +35,35 @@ def _origin(scope: Scope) -> str | None:
     return None
 
 
-class WidgetCORS:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+def applies(scope: Scope) -> bool:
+    """Whether this request is to the widget's API, whose responses carry CORS headers."""
+    return bool(scope["path"].startswith(PREFIX))
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
-            await self.app(scope, receive, send)
-            return
-        if scope["method"] == "OPTIONS":
-            await self._preflight(scope, receive, send)
-            return
 
-        async def send_with_cors(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = message.setdefault("headers", [])
-                headers.append((b"vary", b"Origin"))
-                origin = scope.get("state", {}).get(_MARK)
-                if origin:
-                    headers.append((b"access-control-allow-origin", origin.encode("latin-1")))
-                    headers.append((b"access-control-expose-headers", b"Retry-After"))
-            await send(message)
+def response_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """The CORS headers of a widget API response: the origin only if the endpoint allowed it."""
+    headers = [(b"vary", b"Origin")]
+    origin = scope.get("state", {}).get(_MARK)
+    if origin:
+        headers.append((b"access-control-allow-origin", origin.encode("latin-1")))
+        headers.append((b"access-control-expose-headers", b"Retry-After"))
+    return headers
 
-        await self.app(scope, receive, send_with_cors)
 
-    async def _preflight(self, scope: Scope, receive: Receive, send: Send) -> None:
-        origin = _origin(scope)
-        store: AsyncStore = scope["app"].state.store
-        if not origin or not await store.run(widgets.origin_allowed_anywhere(origin)):
-            response = error_response(403, [f"Origin: '{origin or ''}' is not allowed by any widget"])
-            response.headers["Vary"] = "Origin"
-            await response(scope, receive, send)
-            return
-        headers = {
-            "Access-Control-Allow-Origin": origin,
-            "Access-Control-Allow-Methods": ALLOW_METHODS,
-            "Access-Control-Allow-Headers": ALLOW_HEADERS,
-            "Access-Control-Max-Age": MAX_AGE_S,
-            "Vary": "Origin",
-        }
-        await Response(status_code=204, headers=headers)(scope, receive, send)
+async def preflight(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer an OPTIONS preflight to the widget's API (it carries no key or token)."""
+    origin = _origin(scope)
+    store: AsyncStore = scope["app"].state.store
+    if not origin or not await store.run(widgets.origin_allowed_anywhere(origin)):
+        response = error_response(403, [f"Origin: '{origin or ''}' is not allowed by any widget"])
+        response.headers["Vary"] = "Origin"
+        await response(scope, receive, send)
+        return
+    headers = {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Methods": ALLOW_METHODS,
+        "Access-Control-Allow-Headers": ALLOW_HEADERS,
+        "Access-Control-Max-Age": MAX_AGE_S,
+        "Vary": "Origin",
+    }
+    await Response(status_code=204, headers=headers)(scope, receive, send)

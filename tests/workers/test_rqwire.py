@@ -4,17 +4,19 @@ installed RQ reads and runs them (workers/rqwire.py is the one place that knows 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
 from rq import Queue
 from rq.job import Job, JobStatus
+from rq.utils import str_to_date, utcformat
 
 from agent_core.models import AgentSpec, Channel, Role
 from agent_core.store import Change, Store, Task, Work, agents, sessions
 from tests.conftest import drain
 from workers import context, queues
-from workers.rqwire import SESSION_PLACEHOLDER, RQJobFormat
+from workers.rqwire import SESSION_PLACEHOLDER, RQJobFormat, rq_timestamp
 
 # Fields that differ between any two jobs (clocks), that only RQ's enqueue knows, or that we
 # set on purpose: the description names the function only (RQ's default repeats the args,
@@ -105,3 +107,12 @@ def test_a_restamped_templates_encoded_spec_is_its_own_spec() -> None:
             job.fields[i + 1] for i in range(0, len(job.fields), 2) if job.fields[i] in ("created_at", "enqueued_at")
         }
         assert len(stamps) == 1
+
+
+def test_the_job_timestamp_is_the_one_rq_writes() -> None:
+    before = datetime.now(UTC).replace(tzinfo=None)
+    stamp = rq_timestamp()
+    after = datetime.now(UTC).replace(tzinfo=None)
+    parsed = str_to_date(stamp)
+    assert utcformat(parsed) == stamp and len(stamp) == len("2026-01-02T03:04:05.123456Z")
+    assert before <= parsed.replace(tzinfo=None) <= after
