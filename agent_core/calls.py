@@ -182,6 +182,25 @@ def _number(session: Session, to: str | None, field: str) -> str:
     raise CallError(f"{field}: a phone number (E.164, like +15551234567) is needed to call this customer")
 
 
+def _opted_out(session: Session) -> bool:
+    """A customer who opted out on any channel is never called (§8)."""
+    return session.opted_out or any(use.opted_out for use in session.channel_use.values())
+
+
+def call_availability(session: Session, agent: Agent | None) -> str | None:
+    """Why a call cannot be requested now, for a console to show instead of its button (None:
+    it may); the same rules `request_call` applies, which still decides (atomically)."""
+    if agent is None or not agent.escalation.enabled:
+        return "phone calls are disabled for this agent"
+    if session.status is SessionStatus.closed:
+        return "the session is closed"
+    if _opted_out(session):
+        return "the customer opted out (STOP)"
+    if session.live_call:
+        return "a call is in progress"
+    return None
+
+
 def request_call(*, session_id: str, agent: Agent, reason: str | None, to: str | None, by: str) -> Op[Call]:
     """Start an escalation call for the session, or raise CallError saying why not (§8):
     escalation disabled, the customer opted out, no valid number, the session closed, or a
@@ -199,7 +218,7 @@ def request_call(*, session_id: str, agent: Agent, reason: str | None, to: str |
         raise CallError(f"session_id: session '{session_id}' belongs to another agent")
     if session.status is SessionStatus.closed:
         raise CallError(f"session_id: session '{session_id}' is closed")
-    if session.opted_out or any(use.opted_out for use in session.channel_use.values()):
+    if _opted_out(session):
         raise CallError("session_id: the customer opted out (STOP); they are not called")
     number = _number(session, to, field)
     if esc.webhook_url and agent.webhook is None:

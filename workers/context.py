@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import redis
@@ -132,27 +134,25 @@ class WorkerContext:
         )
 
     def _call_placer(self) -> CallPlacer:
-        twilio = self.settings.twilio
-        if not twilio.configured:
-            return DevCallPlacer(lambda entry: self.store.run(outbound.dev_push(entry)), now_iso)
-        assert twilio.account_sid is not None and twilio.auth_token is not None
         from channels.twilio.calls import TwilioCallPlacer
 
-        return TwilioCallPlacer(
-            twilio.account_sid,
-            twilio.auth_token.get_secret_value(),
-            http_client=self.twilio_http,
-            api_base_url=twilio.api_base_url,
-        )
+        placer: CallPlacer = self._twilio(DevCallPlacer, TwilioCallPlacer)
+        return placer
 
     def _messaging_sender(self) -> Sender:
-        twilio = self.settings.twilio
-        if not twilio.configured:
-            return DevOutboxSender(lambda entry: self.store.run(outbound.dev_push(entry)), now_iso)
-        assert twilio.account_sid is not None and twilio.auth_token is not None
         from channels.twilio.sender import TwilioSender
 
-        return TwilioSender(
+        sender: Sender = self._twilio(DevOutboxSender, TwilioSender)
+        return sender
+
+    def _twilio(self, dev: Callable[..., Any], live: Callable[..., Any]) -> Any:
+        """Twilio's REST client `live` with the account's credentials, or without them its dev
+        outbox stand-in `dev`, recording what would have been sent (SPEC §12.1)."""
+        twilio = self.settings.twilio
+        if not twilio.configured:
+            return dev(lambda entry: self.store.run(outbound.dev_push(entry)), now_iso)
+        assert twilio.account_sid is not None and twilio.auth_token is not None
+        return live(
             twilio.account_sid,
             twilio.auth_token.get_secret_value(),
             http_client=self.twilio_http,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent_core.calls import Call
+from agent_core.calls import Call, call_availability
 from agent_core.models import Agent, Channel, Message, MessageKind, Role, Session, SessionMode, ms_from_iso
 
 PRIVATE_LABEL = {
@@ -120,19 +120,6 @@ def outbox_entry(entry: dict[str, Any]) -> dict[str, Any]:
     return {**entry, "at": stamp(entry.get("created_at")), "call_id": call_id}
 
 
-def call_refusal(session: Session, agent: Agent | None) -> str | None:
-    """Why the Call button cannot work now (None: it may; `request_call` still decides)."""
-    if agent is None or not agent.escalation.enabled:
-        return "phone calls are disabled for this agent"
-    if session.status.value == "closed":
-        return "the session is closed"
-    if session.opted_out or any(use.opted_out for use in session.channel_use.values()):
-        return "the customer opted out (STOP)"
-    if session.live_call:
-        return "a call is in progress"
-    return None
-
-
 def session_panel(
     session: Session,
     agent: Agent | None,
@@ -180,7 +167,7 @@ def session_panel(
             }
             for c in calls
         ],
-        "call_refusal": call_refusal(session, agent),
+        "call_refusal": call_availability(session, agent),
         # API and web sessions have no phone number of their own: the operator gives one.
         "call_needs_number": session.channel not in (Channel.sms, Channel.whatsapp),
         "actions": [{"command": c, "label": label, "refusal": availability.get(c)} for c, label in ACTIONS],
