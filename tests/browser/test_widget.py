@@ -218,6 +218,10 @@ def test_a_site_not_in_allowed_origins_gets_a_clear_error_and_nothing_is_stored(
         page.get_by_role("button", name="Open chat").click()
         expect(page.get_by_role("alert")).to_contain_text("allowed origins")
         expect(page.get_by_label("Message", exact=True)).to_be_disabled()
+        # Nothing to call from a page the server refuses; the header keeps a readable default.
+        expect(page.get_by_role("button", name="Request a phone call")).to_be_hidden()
+        header = page.get_by_role("dialog").locator("header")
+        assert header.evaluate("h => getComputedStyle(h).backgroundColor") == "rgb(37, 99, 235)"
         page.screenshot(path=str(artifacts / "widget-refused-origin.png"))
     finally:
         context.close()
