@@ -84,18 +84,18 @@ class WebMetrics:
             child = self._requests[key] = self.http.labels(method, route, str(status))
         child.observe(seconds)
 
-    def webhook(self, request: Request, outcome: str) -> None:
-        key = (route_of(request.scope), outcome)
+    def webhook(self, scope: Scope, outcome: str) -> None:
+        key = (route_of(scope), outcome)
         child = self._webhooks.get(key)
         if child is None:
             child = self._webhooks[key] = self.webhooks.labels(*key)
         child.inc()
 
-    def inbound(self, request: Request, status: IngestStatus) -> None:
-        self.webhook(request, INGEST_OUTCOMES.get(status, status.value))
+    def inbound(self, scope: Scope, status: IngestStatus) -> None:
+        self.webhook(scope, INGEST_OUTCOMES.get(status, status.value))
 
-    def status_callback(self, request: Request, outcome: StatusOutcome, update: StatusUpdate) -> None:
-        self.webhook(request, outcome.value)
+    def status_callback(self, scope: Scope, outcome: StatusOutcome, update: StatusUpdate) -> None:
+        self.webhook(scope, outcome.value)
         if outcome is StatusOutcome.applied:
             key = (update.status.value, str(update.error_code) if update.error_code is not None else "none")
             child = self._statuses.get(key)

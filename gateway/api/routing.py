@@ -12,12 +12,13 @@ import re
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from agent_core.store.tokens import TokenRole
 from gateway.auth import authenticate
@@ -58,7 +59,7 @@ def cursor_query(issued: str, schema: dict[str, Any] | None = None) -> Query:
 class Endpoint:
     method: str
     path: str
-    handler: Handler
+    handler: Handler | ASGIApp
     summary: str
     roles: frozenset[TokenRole] | None
     tag: str
@@ -70,25 +71,34 @@ class Endpoint:
     envelope: bool = True
     content_type: str = "application/json"
     headers: Sequence[str] = ()
+    # The handler is a plain ASGI app (no `Request`/`Response` objects, no role check): the
+    # Twilio messaging webhooks, the hot path (gateway/webhooks/twilio.py).
+    asgi: bool = False
 
 
 def _guard(endpoint: Endpoint) -> Handler:
     roles = endpoint.roles
+    handler = cast(Handler, endpoint.handler)
 
     async def guarded(request: Request) -> Response:
         if roles is not None:
             token = await authenticate(request, roles)
             await enforce(request, "api_token", token.id, api_rate(request), "requests for this API token")
-        return await endpoint.handler(request)
+        return await handler(request)
 
     return guarded
 
 
 def build_routes(endpoints: Iterable[Endpoint]) -> list[Route]:
     by_path: dict[str, dict[str, Handler]] = defaultdict(dict)
-    for ep in endpoints:
-        by_path[ep.path][ep.method] = _guard(ep)
     routes = []
+    for ep in endpoints:
+        if ep.asgi:
+            # Another method gets Starlette's 405, which the error handler puts in the envelope.
+            assert ep.roles is None, f"{ep.path}: an ASGI endpoint has no role check"
+            routes.append(Route(ep.path, ep.handler, methods=[ep.method]))
+        else:
+            by_path[ep.path][ep.method] = _guard(ep)
     for path, methods in by_path.items():
 
         async def dispatch(request: Request, _methods: dict[str, Handler] = methods) -> Response:

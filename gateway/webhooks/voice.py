@@ -45,7 +45,7 @@ from channels.twilio.voice import (
 )
 from gateway.api.routing import Endpoint
 from gateway.errors import BadRequest
-from gateway.webhooks.twilio import _form
+from gateway.webhooks.twilio import request_form
 
 log = structlog.get_logger("gateway.webhooks.voice")
 
@@ -124,7 +124,7 @@ def _goodbye(text: str, view: CallView | None = None) -> Response:
 
 
 async def _caller(request: Request) -> tuple[Any, CallView | None]:
-    params = await _form(request)
+    params = await request_form(request)
     try:
         turn = parse_caller_turn(params)
     except InvalidTwilioRequest as exc:
@@ -248,12 +248,12 @@ async def _collect(request: Request, view: CallView, number: str, attempt: int) 
 
 async def relay_ended(request: Request) -> Response:
     """ConversationRelay's session ended (`end` frame or hang-up): end the call."""
-    await _form(request)
+    await request_form(request)
     return _twiml(say_and_hang_up(""))
 
 
 async def status(request: Request) -> Response:
-    params = await _form(request)
+    params = await request_form(request)
     try:
         update = parse_call_status(params)
     except InvalidTwilioRequest as exc:

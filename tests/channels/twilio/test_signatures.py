@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import random
 import urllib.parse
 
 import pytest
 from twilio.request_validator import RequestValidator
 
 from channels.twilio import parse_form, verify, webhook_url
+from channels.twilio.signatures import signature
 from tests.channels.twilio.wire import AUTH_TOKEN, sms_form
 
 URL = "https://gw.example.com/twilio/messages"
@@ -107,3 +109,28 @@ def test_nul_in_body_survives_parse_form_so_signature_still_validates() -> None:
     params = sms_form(Body="a\x00b")
     raw = urllib.parse.urlencode(params).encode()
     assert verify(AUTH_TOKEN, URL, parse_form(raw), sign(URL, params)) is True
+
+
+def test_signature_is_the_sdks_on_random_forms() -> None:
+    """`signature` is what the SDK's compute_signature gives, for forms of every shape: names
+    that sort differently by case and code point, empty values, non-ASCII, '&', '=', '%'."""
+    rng = random.Random(13)
+    alphabet = "aAzZ09_-+&=%/ \u00e9\u4e2d\U0001f600\x00"
+    for _ in range(300):
+        form = {
+            "".join(rng.choices(alphabet, k=rng.randint(1, 8))): "".join(rng.choices(alphabet, k=rng.randint(0, 30)))
+            for _ in range(rng.randint(0, 25))
+        }
+        token = "".join(rng.choices("0123456789abcdef", k=32))
+        url = rng.choice([URL, URL + "?a=1&b=%20", "http://127.0.0.1:8000/twilio/messages/status"])
+        assert signature(token, url, form) == RequestValidator(token).compute_signature(url, form)
+        assert verify(token, url, form, signature(token, url, form)) is True
+
+
+def test_a_signature_under_the_other_port_variant_is_still_accepted() -> None:
+    """Twilio may sign the URL with or without the explicit default port: the first check
+    (the URL as given) fails, the SDK's variants accept it."""
+    params = sms_form()
+    with_port = "https://gw.example.com:443/twilio/messages"
+    assert verify(AUTH_TOKEN, with_port, params, sign(URL, params)) is True
+    assert verify(AUTH_TOKEN, URL, params, sign(with_port, params)) is True
