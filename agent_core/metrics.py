@@ -140,6 +140,12 @@ EVENT_SECONDS = Histogram(
     "Webhook event POSTs to agents' receivers, by outcome (retrying: RQ tries again; failed: no retries left)",
     ("outcome",),
 )
+JOB_CPU_SECONDS = Histogram(
+    "chatgw_job_cpu_seconds",
+    "CPU time of the worker's jobs (the thread's own, LLM and network waits excluded), by job",
+    ("job",),
+    (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+)
 FLEET: tuple[Metric, ...] = (
     TURN_SECONDS,
     TURN_QUEUE_WAIT_SECONDS,
@@ -149,6 +155,7 @@ FLEET: tuple[Metric, ...] = (
     DELIVERY_SECONDS,
     DELIVERY_ERRORS,
     EVENT_SECONDS,
+    JOB_CPU_SECONDS,
 )
 
 

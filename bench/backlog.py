@@ -9,16 +9,23 @@ the fake Twilio, the load generator). Measured, in one run:
 - **burst**: N signed webhooks to agent number A from N new customers, as fast as they go.
 - **turns done**: how long after the burst A's N turns were all answered (their replies
   stored, waiting for slots): turns are not throttled, only sends are.
+- **other sender alone** (the same-run baseline, before the burst): new customers write to
+  agent number B at `--rate`/s for half of `--other-seconds`: webhook → B's reply at the fake
+  Twilio.
 - **other sender**: then, while A's replies wait, new customers write to agent number B at
   `--rate`/s (open loop): webhook written → B's reply created at the fake Twilio (p50/p99;
   LLM time ~0, the offline responder).
 - **waiting**: worker CPU over `--window` seconds while only A's replies wait for their
-  slots, and the sends A made meanwhile (CPU ms per send).
+  slots, and the sends A made meanwhile (CPU ms per send). The sends themselves are the
+  delivery jobs' own CPU (`chatgw_job_cpu_seconds{job="deliver"}`, each job thread's
+  `thread_time`: the Twilio request, the status write); the rest of the process's CPU —
+  taking jobs, the scheduler, heartbeats, metrics flushes, idle polling — is what waiting
+  costs ("beyond the sends", % of a core).
 - **drain**: A's replies per second (mid 80%), against the configured rate.
 - `--kill`: SIGKILL the worker halfway through the drain and start a new one.
 - **census**: every customer got exactly one reply (none missing, none twice).
 
-    python -m bench.backlog [--customers 1500] [--mps 10] [--rate 5] [--kill]
+    python -m bench.backlog [--customers 1500] [--mps 10] [--rate 5] [--other-seconds 60] [--kill]
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ import time
 from collections import Counter
 from typing import Any
 
+import httpx
+
 from bench import load
 from bench.stack import cpu_seconds, create_agent, stack
 from bench.webhook import AGENT_NUMBER, FORM_HEADERS, PATH, SIGNATURE, LatencyRig, created, start_gateway, write_lines
@@ -39,30 +48,58 @@ OTHER_NUMBER = "+15550002222"
 BURST_FROM = 15554000000
 
 
-def _window(pid: int, fake_base: str, seconds: float) -> dict[str, float]:
+def job_cpu_s(web_base: str, job: str) -> float:
+    """The fleet's `chatgw_job_cpu_seconds_sum{job=...}` from the web's /metrics."""
+    text = httpx.get(web_base + "/metrics", timeout=10).text
+    prefix = f'chatgw_job_cpu_seconds_sum{{job="{job}"}} '
+    return sum(float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def _window(pid: int, fake_base: str, seconds: float, web_base: str) -> dict[str, float]:
     before_n, _ = created(fake_base, since=1 << 30)
+    d0 = job_cpu_s(web_base, "deliver")
     c0, t0 = cpu_seconds(pid), time.monotonic()
     time.sleep(seconds)
     c1, t1 = cpu_seconds(pid), time.monotonic()
+    d1 = job_cpu_s(web_base, "deliver")
     after_n, _ = created(fake_base, since=1 << 30)
     sends = after_n - before_n
+    wall = t1 - t0
     return {
-        "seconds": round(t1 - t0, 2),
-        "cpu_pct_of_core": round((c1 - c0) / (t1 - t0) * 100, 2),
+        "seconds": round(wall, 2),
+        "cpu_pct_of_core": round((c1 - c0) / wall * 100, 2),
         "sends": sends,
         "cpu_ms_per_send": round((c1 - c0) * 1000 / sends, 2) if sends else 0.0,
+        "send_jobs_cpu_pct_of_core": round((d1 - d0) / wall * 100, 2),
+        "send_job_cpu_ms": round((d1 - d0) * 1000 / sends, 2) if sends else 0.0,
+        "beyond_sends_pct_of_core": round(((c1 - c0) - (d1 - d0)) / wall * 100, 2),
     }
 
 
-def run(customers: int, mps: float, rate: float, window_s: float, kill: bool, log: Any = print) -> dict[str, Any]:
+def run(
+    customers: int,
+    mps: float,
+    rate: float,
+    window_s: float,
+    kill: bool,
+    other_s: float = 60.0,
+    log: Any = print,
+) -> dict[str, Any]:
     with stack() as st:
         gw = start_gateway(st)
         st.extra_env["TWILIO_MESSAGES_PER_SECOND"] = f"{mps:g}"
         create_agent(gw.public, st.admin_token(), "Bench other", channels={"numbers": [OTHER_NUMBER]}, debounce_ms=0)
         worker = st.start_worker(None)
         rig = LatencyRig(st, gw)
-        idle = _window(worker.pid, gw.fake_base, window_s)
+        idle = _window(worker.pid, gw.fake_base, window_s, gw.public)
         log(f"backlog: idle worker {idle['cpu_pct_of_core']}% of a core")
+        # The same-run baseline: the other number's latency with nothing waiting.
+        alone = rig.open_loop("alone", rate, other_s / 2, to=OTHER_NUMBER, concurrency=2)
+        e = alone["webhook_to_twilio"]
+        log(
+            f"backlog: {OTHER_NUMBER} at {rate:g}/s before the burst: "
+            f"webhook->Twilio p50 {e['p50_ms']} p99 {e['p99_ms']} ms"
+        )
 
         path = st.tmp / "burst.txt"
         write_lines(path, gw.public + PATH, gw.token, customers, BURST_FROM, None, None)
@@ -81,7 +118,7 @@ def run(customers: int, mps: float, rate: float, window_s: float, kill: bool, lo
         c0 = cpu_seconds(worker.pid)
         # Few connections: at a few requests a second, each of 32 would idle past uvicorn's
         # 5 s keep-alive and be closed under the load generator.
-        other = rig.open_loop("other", rate, max(window_s, 10.0), to=OTHER_NUMBER, concurrency=2)
+        other = rig.open_loop("other", rate, other_s, to=OTHER_NUMBER, concurrency=2)
         other_cpu = cpu_seconds(worker.pid) - c0
         e = other["webhook_to_twilio"]
         log(
@@ -91,10 +128,13 @@ def run(customers: int, mps: float, rate: float, window_s: float, kill: bool, lo
             "per message (its turn and send, plus A's sends and waiting meanwhile)"
         )
 
-        waiting = _window(worker.pid, gw.fake_base, window_s)
+        waiting = _window(worker.pid, gw.fake_base, window_s, gw.public)
         log(
             f"backlog: only A's replies waiting: worker {waiting['cpu_pct_of_core']}% of a core "
-            f"(idle {idle['cpu_pct_of_core']}%), {waiting['sends']} sends, {waiting['cpu_ms_per_send']} ms CPU per send"
+            f"(idle {idle['cpu_pct_of_core']}%), {waiting['sends']} sends, "
+            f"{waiting['cpu_ms_per_send']} ms CPU per send; "
+            f"the send jobs' own CPU {waiting['send_jobs_cpu_pct_of_core']}% ({waiting['send_job_cpu_ms']} ms each) "
+            f"-> {waiting['beyond_sends_pct_of_core']}% of a core beyond the sends"
         )
 
         killed_at = None
@@ -134,6 +174,7 @@ def run(customers: int, mps: float, rate: float, window_s: float, kill: bool, lo
             "idle": idle,
             "burst": {k: burst[k] for k in ("rps", "non_2xx", "errors")},
             "turns_done_after_s": round(turns_s, 2),
+            "other_sender_alone": alone,
             "other_sender": other,
             "other_sender_worker_cpu_s": round(other_cpu, 3),
             "waiting": waiting,
@@ -150,10 +191,11 @@ def main() -> None:
     p.add_argument("--mps", type=float, default=10.0)
     p.add_argument("--rate", type=float, default=5.0, help="messages/s to the other agent number meanwhile")
     p.add_argument("--window", type=float, default=10.0, help="seconds of each CPU window")
+    p.add_argument("--other-seconds", type=float, default=60.0, help="seconds of traffic to the other number")
     p.add_argument("--kill", action="store_true", help="SIGKILL the worker halfway through the drain")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
-    result = run(a.customers, a.mps, a.rate, a.window, a.kill)
+    result = run(a.customers, a.mps, a.rate, a.window, a.kill, a.other_seconds)
     if a.json:
         print(json.dumps(result, indent=2))
 

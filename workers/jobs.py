@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import structlog
 from rq import get_current_job
 
 from agent_core import calls, events, knowledge, lifecycle, turns
-from agent_core.metrics import EVENT_SECONDS, TURN_QUEUE_WAIT_SECONDS, TURN_SECONDS
+from agent_core.metrics import EVENT_SECONDS, JOB_CPU_SECONDS, TURN_QUEUE_WAIT_SECONDS, TURN_SECONDS
 from agent_core.store import Task, agents, sessions, tasks
 from workers import context, queues
 
@@ -31,6 +33,16 @@ def run_turn(session_id: str) -> str:
     return turn(session_id, _queue_wait_s())
 
 
+@contextmanager
+def _cpu(ctx: context.WorkerContext, job: str) -> Iterator[None]:
+    """Records the CPU time the job's thread used (`chatgw_job_cpu_seconds`)."""
+    cpu = time.thread_time()
+    try:
+        yield
+    finally:
+        ctx.metrics.observe(JOB_CPU_SECONDS, time.thread_time() - cpu, job)
+
+
 def turn(session_id: str, queue_wait_s: float | None) -> str:
     structlog.contextvars.bind_contextvars(session_id=session_id)
     ctx = context.get()
@@ -39,7 +51,7 @@ def turn(session_id: str, queue_wait_s: float | None) -> str:
     started = time.perf_counter()
     outcome = "error"
     try:
-        with ctx.gate.held():
+        with _cpu(ctx, "turn"), ctx.gate.held():
             outcome = turns.run_turn(ctx.turn_deps, session_id).value
         return outcome
     finally:
@@ -52,7 +64,8 @@ def deliver_message(session_id: str, message_id: str, attempt: int = 0, slot_hel
     """Deliver one stored outbound message (retries are rescheduled by the Deliverer)."""
     ctx = context.get()
     try:
-        return ctx.deliver(session_id, message_id, attempt, slot_held=slot_held).value
+        with _cpu(ctx, "deliver"):
+            return ctx.deliver(session_id, message_id, attempt, slot_held=slot_held).value
     finally:
         ctx.flush_metrics()
 
@@ -66,7 +79,8 @@ def place_call(call_id: str, attempt: int = 0) -> str:
     """The escalation job (SPEC §8): summarise the chat, place the call once, tell the chat."""
     ctx = context.get()
     try:
-        return calls.place(ctx.store, ctx.placement, call_id, attempt)
+        with _cpu(ctx, "place_call"):
+            return calls.place(ctx.store, ctx.placement, call_id, attempt)
     finally:
         ctx.flush_metrics()
 
@@ -88,9 +102,10 @@ def deliver_event(event_json: str) -> str:
     started = time.perf_counter()
     outcome = "failed"
     try:
-        agent_id = json.loads(event_json).get("agent_id", "")
-        agent = ctx.store.run(agents.get(agent_id)) if agent_id else None
-        outcome = events.deliver(ctx.http, agent, event_json)
+        with _cpu(ctx, "event"):
+            agent_id = json.loads(event_json).get("agent_id", "")
+            agent = ctx.store.run(agents.get(agent_id)) if agent_id else None
+            outcome = events.deliver(ctx.http, agent, event_json)
         return outcome
     except Exception:
         job = get_current_job()

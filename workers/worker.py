@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import uuid
 from types import FrameType
@@ -38,6 +39,12 @@ BACKGROUND_QUEUES = ((DEFAULT, EVENTS), (DEFAULT, EVENTS), (EVENTS,))
 # Deliveries in flight at once (each mostly waits on the provider's API).
 DELIVERY_SLOTS = 16
 BACKGROUND_WORKERS = len(BACKGROUND_QUEUES)
+# How long a thread running Python keeps the GIL while another waits for it (CPython's
+# default is 5 ms). A turn makes ~20 Redis round trips; each reply wakes its thread, which
+# waited up to the whole interval while a send's Python ran: during a throttled backlog,
+# another number's replies took p99 ≈ 90 ms. 1 ms bounds that wait at the cost of more GIL
+# hand-offs (issue 13; docs/decisions.md).
+SWITCH_INTERVAL_S = 0.001
 
 
 class ThreadWorker(SimpleWorker):
@@ -80,6 +87,7 @@ def run(
 ) -> None:
     """Run until SIGTERM/SIGINT (warm: in-flight jobs finish): `concurrency` turns in flight
     (default: sized from memory), BACKGROUND_WORKERS RQ workers for everything else."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     pool = TurnPool(connection, jobs.turn, slots=concurrency or default_slots())
     deliveries = OutboundPool(connection, slots=DELIVERY_SLOTS)
     workers = [

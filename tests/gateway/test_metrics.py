@@ -184,6 +184,10 @@ def test_a_scrape_after_traffic_shows_every_family_moving(
     assert moved(before, after, f"{turn}_sum") > 0
     assert moved(before, after, "chatgw_turn_queue_wait_seconds_count") == 2
     assert moved(before, after, "chatgw_turn_queue_wait_seconds_sum") > 0
+    cpu = "chatgw_job_cpu_seconds"
+    assert moved(before, after, f"{cpu}_count", job="turn") == 2
+    assert moved(before, after, f"{cpu}_sum", job="turn") > 0
+    assert moved(before, after, f"{cpu}_count", job="event") == 2
 
     llm = "chatgw_llm_request_duration_seconds"
     chat = {"provider": "openai", "purpose": "chat"}
