@@ -8,12 +8,13 @@ queue with the same retries whichever way it was queued.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
 import redis
 from rq import Queue, Retry
-from rq.job import Job
+from rq.job import Job, JobStatus
 
 from agent_core.store import Task, Work
 
@@ -79,10 +80,32 @@ def enqueue_event(connection: redis.Redis, event_json: str) -> Job:
     )
 
 
+# Deliveries waiting for the send slot their sender's throttle holds for them, scored by the
+# millisecond it comes up. The OutboundPool takes each at that time (workers/turnpool.py):
+# RQ's scheduled registry scores whole seconds, so a second's held sends left together, a
+# burst of sends each second instead of one every 1/rate s.
+HELD_KEY = "gw:q:outbound:held"
+
+
 def deliver_later(
     connection: redis.Redis, session_id: str, message_id: str, attempt: int, delay_s: float, slot_held: bool
 ) -> None:
-    """Run delivery attempt `attempt` of a message in `delay_s` (RQ's scheduler promotes it)."""
+    """Run delivery attempt `attempt` of a message in `delay_s`: at its held send slot to the
+    millisecond (`slot_held`: HELD_KEY), or a retry's backoff later (RQ's scheduler)."""
+    if slot_held:
+        job = queue(OUTBOUND, connection).create_job(
+            JOBS[Task.deliver].func,
+            args=(session_id, message_id, attempt, True),
+            result_ttl=0,
+            failure_ttl=FAILURE_TTL_S,
+            status=JobStatus.SCHEDULED,
+        )
+        due_ms = time.time() * 1000 + delay_s * 1000
+        with connection.pipeline() as pipe:
+            job.save(pipeline=pipe)
+            pipe.zadd(HELD_KEY, {job.id: due_ms})
+            pipe.execute()
+        return
     queue(OUTBOUND, connection).enqueue_in(
         timedelta(seconds=delay_s),
         JOBS[Task.deliver].func,
@@ -112,11 +135,14 @@ OFFLINE = redis.Redis(host="localhost", port=1)
 
 def queue_keys() -> list[tuple[str, str, str, str]]:
     """(queue, state, Redis command, key) for the depth of each queue and its started and
-    failed registries, by the key names RQ's own classes report."""
+    failed registries, by the key names RQ's own classes report (and the deliveries held
+    for a send slot, HELD_KEY)."""
     out = []
     for name in ALL_QUEUES:
         q = queue(name, OFFLINE)
         out.append((name, "queued", "LLEN", q.key))
         out.append((name, "started", "ZCARD", q.started_job_registry.key))
         out.append((name, "failed", "ZCARD", q.failed_job_registry.key))
+        if name == OUTBOUND:
+            out.append((name, "held", "ZCARD", HELD_KEY))
     return out

@@ -156,6 +156,28 @@ def take_jobs(connection: redis.Redis, queue: str, count: int, *, block_s: float
     if not ids and block_s > 0:
         popped = connection.blpop([queue_key], timeout=block_s)
         ids = [popped[1]] if popped else []
+    return read_jobs(connection, ids or [])
+
+
+# Takes the held jobs due by ARGV[1] (ms), up to ARGV[2]; returns them and the next due time.
+_TAKE_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #due > 0 then redis.call('ZREM', KEYS[1], unpack(due)) end
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {due, nxt[2] or ''}
+"""
+
+
+def take_due(connection: redis.Redis, key: str, count: int, now_ms: float) -> tuple[list[TakenJob], float | None]:
+    """Take up to `count` jobs of the time-ordered set `key` that are due by `now_ms` (one
+    script: a job is taken once however many pools ask), with their payloads; and when the
+    next one is due (ms), if any is left."""
+    ids, next_due = connection.eval(_TAKE_DUE, 1, key, repr(now_ms), count)
+    return read_jobs(connection, ids), (float(next_due) if next_due else None)
+
+
+def read_jobs(connection: redis.Redis, ids: list[Any]) -> list[TakenJob]:
+    """The payloads of the jobs `ids`, taken off their queue (one round trip)."""
     if not ids:
         return []
     keys = [Job.redis_job_namespace_prefix + (i.decode() if isinstance(i, bytes) else str(i)) for i in ids]

@@ -33,12 +33,14 @@ from rq.utils import import_attribute
 
 from agent_core.llm import LLMProvider, LLMRequest, LLMResponse
 from agent_core.store import Task
-from workers.queues import FAILURE_TTL_S, JOB_TIMEOUT_S, JOBS, OUTBOUND, TURNS
-from workers.rqwire import TakenJob, take_jobs
+from workers.queues import FAILURE_TTL_S, HELD_KEY, JOB_TIMEOUT_S, JOBS, OUTBOUND, TURNS
+from workers.rqwire import TakenJob, take_due, take_jobs
 
 log = logging.getLogger("workers.turnpool")
 
 POLL_S = 1
+# The longest the OutboundPool waits on its queue while deliveries may be held for a send slot.
+HELD_POLL_S = 0.25
 # Measured by bench/capacity.py: ≈ 0.3 MiB of RSS per turn in flight (a thread's touched
 # stack, its request and HTTP connection); budgeted at 1 MiB.
 TURN_MEMORY_BYTES = 1 << 20
@@ -112,7 +114,7 @@ class JobPool:
                 while free < self.slots and self._free.acquire(blocking=False):
                     free += 1
                 try:
-                    taken = take_jobs(self.connection, self.queue, free, block_s=0 if burst else POLL_S)
+                    taken = self._take(free, burst)
                 except redis.RedisError as exc:
                     log.warning("taking turn jobs failed, retrying: %s", exc)
                     taken = []
@@ -131,6 +133,9 @@ class JobPool:
                     time.sleep(0.01)
         finally:
             self._executor.shutdown(wait=True)
+
+    def _take(self, count: int, burst: bool) -> list[TakenJob]:
+        return take_jobs(self.connection, self.queue, count, block_s=0 if burst else POLL_S)
 
     def _run(self, job: TakenJob) -> None:
         me = threading.get_ident()
@@ -212,6 +217,19 @@ class OutboundPool(JobPool):
     def __init__(self, connection: redis.Redis, *, slots: int, timeout_s: float = JOB_TIMEOUT_S) -> None:
         runs = {spec.func: import_attribute(spec.func) for spec in JOBS.values() if spec.queue == OUTBOUND}
         super().__init__(connection, runs, slots=slots, timeout_s=timeout_s)
+
+    def _take(self, count: int, burst: bool) -> list[TakenJob]:
+        """The held deliveries whose send slot has come (HELD_KEY), else the queue's jobs,
+        waiting for one no longer than until the next slot (or HELD_POLL_S: a slot held by
+        another process may come up sooner than the next one seen here)."""
+        now_ms = time.time() * 1000
+        held, next_ms = take_due(self.connection, HELD_KEY, count, now_ms)
+        if held:
+            return held
+        if burst:
+            return take_jobs(self.connection, self.queue, count, block_s=0)
+        wait_s = HELD_POLL_S if next_ms is None else min(HELD_POLL_S, max(0.001, (next_ms - now_ms) / 1000))
+        return take_jobs(self.connection, self.queue, count, block_s=wait_s)
 
 
 class CpuGate:

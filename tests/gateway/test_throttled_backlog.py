@@ -1,15 +1,16 @@
 """A backlog for one sender's rate waits in Redis at its held slots: each reply is throttled
-at most once and sent exactly once, however the scheduled retries line up."""
+at most once and sent exactly once, however the held deliveries line up; each goes out at
+its slot, not in a batch per second."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import respx
-from rq.registry import ScheduledJobRegistry
 from starlette.testclient import TestClient
 
 from agent_core.settings import TwilioSettings
@@ -19,7 +20,7 @@ from tests.fakes import FakeLLM
 from tests.gateway.test_twilio import run_scheduled
 from tests.twilio_helpers import FakeTwilioREST, post_webhook
 from tests.twilio_helpers import twilio_settings as twilio_settings_for
-from workers.queues import OUTBOUND
+from workers.queues import HELD_KEY
 
 AGENT_NUMBER = "+15550001111"
 CUSTOMERS = [f"+1555765{i:04d}" for i in range(8)]
@@ -55,15 +56,18 @@ def test_a_throttled_backlog_is_sent_once_each_at_held_slots(
             post_webhook(client, "/twilio/messages", sms_form(From=number, Body=f"hi from {number}")).status_code == 200
         )
     drain(ctx)
-    scheduled = ScheduledJobRegistry(OUTBOUND, connection=ctx.rq_redis)
+    held = ctx.rq_redis.zrange(HELD_KEY, 0, -1, withscores=True)
     sent_now = len(twilio.requests)
-    # The sender's rate let the first reply (or two) through; each other one holds a slot.
+    # The sender's rate let the first reply (or two) through; each other one holds a slot,
+    # to the millisecond: 0.5 s apart (RQ's scheduler would have scored them in whole seconds).
     assert 1 <= sent_now < len(CUSTOMERS)
-    assert scheduled.count == len(CUSTOMERS) - sent_now
-    # Every held reply runs once, even all at once (the scheduler fast-forwarded): none is
-    # throttled again, none is sent twice.
+    assert len(held) == len(CUSTOMERS) - sent_now
+    gaps = [b - a for (_, a), (_, b) in itertools.pairwise(held)]
+    assert all(450 <= gap <= 550 for gap in gaps), gaps
+    # Every held reply runs once, even all at once (fast-forwarded): none is throttled
+    # again, none is sent twice.
     run_scheduled(ctx)
-    assert scheduled.count == 0
+    assert ctx.rq_redis.zcard(HELD_KEY) == 0
     assert sorted(r["To"] for r in twilio.requests) == sorted(CUSTOMERS)
 
 
@@ -78,11 +82,10 @@ def test_a_held_reply_whose_worker_died_is_sent_once_by_the_task_sweep(
     for number in CUSTOMERS:
         assert post_webhook(client, "/twilio/messages", sms_form(From=number, Body=f"hi {number}")).status_code == 200
     drain(ctx)
-    scheduled = ScheduledJobRegistry(OUTBOUND, connection=ctx.rq_redis)
-    assert scheduled.count >= 2
+    assert ctx.rq_redis.zcard(HELD_KEY) >= 2
     # A worker took one held reply's job and was killed before sending it: the job is gone.
-    lost = scheduled.get_job_ids()[0]
-    ctx.rq_redis.zrem(scheduled.key, lost)
+    lost = ctx.rq_redis.zrange(HELD_KEY, 0, 0)[0].decode()
+    ctx.rq_redis.zrem(HELD_KEY, lost)
     ctx.rq_redis.delete(f"rq:job:{lost}")
     run_scheduled(ctx)
     assert len(twilio.requests) == len(CUSTOMERS) - 1
@@ -93,7 +96,7 @@ def test_a_held_reply_whose_worker_died_is_sent_once_by_the_task_sweep(
         enqueue_work(ctx.rq_redis, work)
     for _ in range(5):
         run_scheduled(ctx)
-        if scheduled.count == 0:
+        if ctx.rq_redis.zcard(HELD_KEY) == 0:
             break
     assert sorted(r["To"] for r in twilio.requests) == sorted(CUSTOMERS)
     assert ctx.store.run(tasks.claim_due(at_ms=time.time() * 1000 + 3_600_000)) == []

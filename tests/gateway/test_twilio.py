@@ -25,7 +25,7 @@ from tests.fakes import FakeLLM, completion
 from tests.helpers import eventually, thread
 from tests.twilio_helpers import FakeTwilioREST, post_webhook
 from tests.twilio_helpers import twilio_settings as twilio_settings_for
-from workers.queues import ALL_QUEUES
+from workers.queues import ALL_QUEUES, HELD_KEY
 
 AGENT_NUMBER = "+15550001111"
 CUSTOMER = "+15557654321"
@@ -79,9 +79,9 @@ def only_session(client: TestClient, admin: dict[str, str]) -> dict[str, Any]:
 
 
 def run_scheduled(ctx: Any) -> None:
-    """Fast-forward RQ's scheduled jobs (retries with backoff) and run them."""
-    for q in ALL_QUEUES:
-        key = f"rq:scheduled:{q}"
+    """Fast-forward RQ's scheduled jobs (retries with backoff) and the deliveries held for a
+    send slot, and run them."""
+    for key in [f"rq:scheduled:{q}" for q in ALL_QUEUES] + [HELD_KEY]:
         for job_id in ctx.rq_redis.zrange(key, 0, -1):
             ctx.rq_redis.zadd(key, {job_id: 0})
     scheduler = RQScheduler(list(ALL_QUEUES), connection=ctx.rq_redis)

@@ -178,3 +178,50 @@ def test_the_cpu_gate_admits_only_its_size() -> None:
     assert second_in.wait(5)
     a.join(5)
     b.join(5)
+
+
+def test_held_deliveries_are_taken_once_each_and_not_before_their_slot(ctx: Any) -> None:
+    """The OutboundPool's held set (workers.queues.HELD_KEY): a job is taken only once its
+    millisecond has come, by one taker however many ask, and the next due time is known."""
+    import time
+
+    from workers.queues import HELD_KEY, deliver_later
+    from workers.rqwire import take_due
+
+    conn = ctx.rq_redis
+    deliver_later(conn, "s-1", "m-due", 0, 0.0, True)
+    deliver_later(conn, "s-1", "m-soon", 0, 0.2, True)
+    deliver_later(conn, "s-1", "m-later", 0, 60.0, True)
+    now = time.time() * 1000
+    taken, next_due = take_due(conn, HELD_KEY, 10, now)
+    assert [job.args for job in taken] == [("s-1", "m-due", 0, True)]
+    assert taken[0].func == "workers.jobs.deliver_message"
+    assert next_due is not None and now + 150 <= next_due <= now + 250
+    assert take_due(conn, HELD_KEY, 10, now)[0] == []  # taken once
+    soon, after = take_due(conn, HELD_KEY, 10, now + 250)
+    assert [job.args[1] for job in soon] == ["m-soon"]
+    assert after is not None and after >= now + 59_000
+    assert conn.zcard(HELD_KEY) == 1
+
+
+def test_the_outbound_pool_sends_a_held_delivery_at_its_slot(ctx: Any) -> None:
+    """A held job runs when its slot comes (within the pool's wake-up), not at RQ's next
+    whole second and not before."""
+    import time
+
+    from workers.queues import deliver_later
+    from workers.turnpool import OutboundPool
+
+    ran: list[float] = []
+    pool = OutboundPool(ctx.rq_redis, slots=2)
+    pool.runs["workers.jobs.deliver_message"] = lambda *args: ran.append(time.time())
+    thread = threading.Thread(target=pool.work, daemon=True)
+    thread.start()
+    try:
+        due = time.time() + 0.4
+        deliver_later(ctx.rq_redis, "s-1", "m-1", 0, 0.4, True)
+        eventually(lambda: len(ran) == 1, timeout=5)
+        assert due - 0.005 <= ran[0] <= due + 0.15, ran[0] - due
+    finally:
+        pool.stop()
+        thread.join(5)
