@@ -175,6 +175,21 @@ def test_malformed_form_with_valid_signature_is_400(client: TestClient, agent: d
     assert r_(redis_url).keys("gw:s:*") == []
 
 
+@pytest.mark.parametrize("path", ["/twilio/messages", "/twilio/messages/status"])
+def test_webhook_paths_refuse_other_methods_and_oversized_bodies_in_the_envelope(
+    client: TestClient, agent: dict[str, Any], redis_url: str, path: str
+) -> None:
+    for method in ("GET", "PUT", "DELETE"):
+        r = client.request(method, path)
+        assert r.status_code == 405, method
+        assert r.headers["allow"] == "POST"
+        assert r.json() == {"success": False, "errors": [f"method not allowed: {method} {path}"]}
+    huge = sms_form(Body="x" * 2_000_000)
+    r = post_webhook(client, path, huge)
+    assert r.status_code == 413 and r.json()["errors"][0].startswith("body: larger than")
+    assert r_(redis_url).keys("gw:s:*") == []
+
+
 def test_empty_message_without_media_is_ignored(client: TestClient, agent: dict[str, Any], redis_url: str) -> None:
     assert post_webhook(client, "/twilio/messages", sms_form(Body="   ")).status_code == 200
     assert r_(redis_url).keys("gw:s:*") == []
