@@ -309,6 +309,8 @@ class StatusOutcome(StrEnum):
     duplicate = "duplicate"
     early = "early"
     unknown = "unknown"
+    # Older than what the part already reached (a late `sending` after `delivered`): nothing written.
+    stale = "stale"
 
 
 def apply_status(update: StatusUpdate) -> Op[StatusOutcome]:
@@ -322,9 +324,12 @@ def apply_status(update: StatusUpdate) -> Op[StatusOutcome]:
         yield from outbound.hold_early(update.message_sid, update.status, update.model_dump_json())
         return StatusOutcome.early
     sid, seq, part = ref
-    updated = yield from messages.update(sid, seq, _status_change(update, part))
+    changed: list[bool] = []
+    updated = yield from messages.update(sid, seq, _status_change(update, part, changed))
     if updated is None:
         return StatusOutcome.unknown
+    if not changed[-1]:
+        return StatusOutcome.stale
     if update.status.failure:
         reason = update.error_message or f"the provider reported {update.status.value}"
         opted_out = (updated.channel or update.channel) if update.opted_out else None
@@ -332,12 +337,18 @@ def apply_status(update: StatusUpdate) -> Op[StatusOutcome]:
     return StatusOutcome.applied
 
 
-def _status_change(update: StatusUpdate, part: int) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
+def _status_change(
+    update: StatusUpdate, part: int, changed: list[bool]
+) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
+    """The change a status makes to the message; `changed` gets, per attempt, whether it was newer."""
+
     def change(msg: dict[str, Any]) -> dict[str, Any] | None:
         meta = dict(msg.get("meta") or {})
         parts = dict(meta.get("part_status") or {})
         known = parts.get(str(part))
-        if not is_newer(DeliveryStatus(known) if known else None, update.status):
+        newer = is_newer(DeliveryStatus(known) if known else None, update.status)
+        changed.append(newer)
+        if not newer:
             return None
         parts[str(part)] = update.status.value
         meta["part_status"] = parts
