@@ -139,11 +139,16 @@ class Stack:
             | {"REDIS_URL": self.redis_url, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"}
         )
 
-    def spawn(self, name: str, args: list[str], cwd: Path | None = None) -> Proc:
+    def spawn(self, name: str, args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> Proc:
+        """`python args…`, logging to a file; `env` is added to (and overrides) `self.env()`."""
         log_path = self.tmp / f"{name}-{len(self.procs)}.log"
         log_file = open(log_path, "wb")  # noqa: SIM115 (closed by Proc.stop)
         popen = subprocess.Popen(
-            [sys.executable, *args], cwd=cwd or self.tmp, env=self.env(), stdout=log_file, stderr=subprocess.STDOUT
+            [sys.executable, *args],
+            cwd=cwd or self.tmp,
+            env=self.env() | (env or {}),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
         proc = Proc(name, popen, log_path, log_file)
         self.procs.append(proc)

@@ -206,14 +206,20 @@ def _wait_created(fake_base: str, target: int, timeout_s: float) -> int:
     return count
 
 
-def smoke(public: str, token: str, fake_base: str) -> dict[str, Any]:
-    """One signed webhook end to end before measuring: 200 TwiML and a reply at the fake Twilio."""
-    before, _ = created(fake_base, since=1 << 30)
+def post_signed(public: str, token: str) -> httpx.Response:
+    """One signed webhook from a new MessageSid; raises unless it is answered 200 empty TwiML."""
     form = sms_form("SM" + secrets.token_hex(16), "+15551230000", TEXT)
     sig = RequestValidator(token).compute_signature(public + PATH, form)
     r = httpx.post(public + PATH, data=form, headers={SIGNATURE: sig}, timeout=10)
     if r.status_code != 200 or not r.text.endswith("<Response/>"):
         raise RuntimeError(f"signed webhook answered {r.status_code}: {r.text[:200]}")
+    return r
+
+
+def smoke(public: str, token: str, fake_base: str) -> dict[str, Any]:
+    """One signed webhook end to end before measuring: 200 TwiML and a reply at the fake Twilio."""
+    before, _ = created(fake_base, since=1 << 30)
+    r = post_signed(public, token)
     t0 = time.monotonic()
     count = _wait_created(fake_base, before + 1, 20)
     if count < before + 1:

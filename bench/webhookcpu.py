@@ -26,22 +26,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
-from twilio.request_validator import RequestValidator
-
 from bench import load
 from bench.runner import acked, measure
 from bench.stack import Proc, Stack, redis_pid, stack, wait_http
-from bench.webhook import BARE_TWIML, PATH, SIGNATURE, TEXT, SignedLines, smoke, sms_form, start_gateway
+from bench.webhook import BARE_TWIML, PATH, SignedLines, post_signed, smoke, start_gateway
 from gateway.cli.redis_server import free_port
 
 GATEWAY = "gateway"
@@ -60,31 +55,12 @@ def start_before(st: Stack, tree: Path, public: str) -> tuple[Proc, str]:
     """`chatgw web` from another source tree (its packages first on PYTHONPATH), serving the
     gateway's PUBLIC_BASE_URL so it verifies the same signatures."""
     port = free_port()
-    env = st.env() | {"PYTHONPATH": os.pathsep.join([str(tree), st.env()["PYTHONPATH"]])}
-    log_path = st.tmp / f"web-before-{len(st.procs)}.log"
-    log_file = open(log_path, "wb")  # noqa: SIM115 (closed by Proc.stop)
-    popen = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "web", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=st.tmp,
-        env=env | {"PUBLIC_BASE_URL": public},
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    proc = Proc("web-before", popen, log_path, log_file)
-    st.procs.append(proc)
+    path = os.pathsep.join([str(tree), st.env()["PYTHONPATH"]])
+    args = ["-m", "gateway.cli", "web", "--host", "127.0.0.1", "--port", str(port)]
+    proc = st.spawn("web-before", args, env={"PYTHONPATH": path, "PUBLIC_BASE_URL": public})
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/healthz", proc)
     return proc, base
-
-
-def answered(public: str, token: str) -> dict[str, Any]:
-    """One signed webhook answered 200 empty TwiML (without a worker nothing replies)."""
-    form = sms_form("SM" + secrets.token_hex(16), "+15551230000", TEXT)
-    sig = RequestValidator(token).compute_signature(public + PATH, form)
-    r = httpx.post(public + PATH, data=form, headers={SIGNATURE: sig}, timeout=10)
-    if r.status_code != 200 or not r.text.endswith("<Response/>"):
-        raise RuntimeError(f"signed webhook answered {r.status_code}: {r.text[:200]}")
-    return {"status": r.status_code}
 
 
 def run(
@@ -113,7 +89,12 @@ def run(
                 os.sched_setaffinity(pids[name], servers_core)
         if worker:
             st.start_worker(None)
-        check = smoke(gw.public, gw.token, gw.fake_base) if worker else answered(gw.public, gw.token)
+        # Without a worker nothing replies: the webhook's own answer is the check.
+        check = (
+            smoke(gw.public, gw.token, gw.fake_base)
+            if worker
+            else {"status": post_signed(gw.public, gw.token).status_code}
+        )
         signed = SignedLines.write(st.tmp / "lines.txt", gw.public + PATH, gw.token, 60_000, 1_000, pool)
         log(
             f"webhook CPU, side by side: servers on core {sorted(servers_core)}, redis + load on "
