@@ -89,7 +89,7 @@ Handle = Callable[[Any, Scope, dict[str, str], Mapping[str, str]], Awaitable[Non
 class SignedWebhook:
     """A signed Twilio webhook answering empty TwiML, as a plain ASGI app. `handle(state,
     scope, params, headers)` gets the verified form and the headers it may read (`headers`:
-    the idempotency token, by its lower-case name)."""
+    the idempotency token, under IDEMPOTENCY_HEADER)."""
 
     def __init__(self, handle: Handle) -> None:
         self.handle = handle
@@ -102,7 +102,7 @@ class SignedWebhook:
             if name == _SIGNATURE:
                 signature = value.decode("latin-1")
             elif name == _IDEMPOTENCY:
-                headers[IDEMPOTENCY_HEADER.lower()] = value.decode("latin-1")
+                headers[IDEMPOTENCY_HEADER] = value.decode("latin-1")
         state = scope["app"].state
         params = signed_form(state, scope, await _body(receive), signature)
         await self.handle(state, scope, params, headers)

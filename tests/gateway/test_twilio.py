@@ -464,9 +464,9 @@ def test_status_callbacks_out_of_order_end_delivered(
     assert thread(client, admin, s["id"])[-1]["delivery"]["status"] == "delivered"
     # The late ones changed nothing: no delivery error on the session, counted as stale.
     assert not only_session(client, admin).get("delivery_error")
-    scraped = client.get("/metrics").text
-    stale = 'chatgw_webhooks_total{outcome="stale",route="/twilio/messages/status"} 2.0'
-    assert stale in scraped, [line for line in scraped.splitlines() if "messages/status" in line]
+    from tests.gateway.test_metrics import scrape, total
+
+    assert total(scrape(client), "chatgw_webhooks_total", route="/twilio/messages/status", outcome="stale") == 2
     bad = post_webhook(client, "/twilio/messages/status", {"MessageSid": msid, "MessageStatus": "sent"}, token="0" * 32)
     assert bad.status_code == 403
 

@@ -4,6 +4,7 @@ that fails is dead-lettered in RQ's FailedJobRegistry."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,8 +18,9 @@ from agent_core.store import keys
 from tests.fakes import FakeLLM, completion
 from tests.helpers import eventually
 from workers import context, jobs
-from workers.queues import TURNS
-from workers.turnpool import MAX_SLOTS, MIN_SLOTS, CpuGate, GatedProvider, TurnPool, default_slots
+from workers.queues import HELD_KEY, TURNS, deliver_later
+from workers.rqwire import take_due
+from workers.turnpool import MAX_SLOTS, MIN_SLOTS, CpuGate, GatedProvider, OutboundPool, TurnPool, default_slots
 
 
 @pytest.fixture
@@ -183,11 +185,6 @@ def test_the_cpu_gate_admits_only_its_size() -> None:
 def test_held_deliveries_are_taken_once_each_and_not_before_their_slot(ctx: Any) -> None:
     """The OutboundPool's held set (workers.queues.HELD_KEY): a job is taken only once its
     millisecond has come, by one taker however many ask, and the next due time is known."""
-    import time
-
-    from workers.queues import HELD_KEY, deliver_later
-    from workers.rqwire import take_due
-
     conn = ctx.rq_redis
     deliver_later(conn, "s-1", "m-due", 0, 0.0, True)
     deliver_later(conn, "s-1", "m-soon", 0, 0.2, True)
@@ -207,11 +204,6 @@ def test_held_deliveries_are_taken_once_each_and_not_before_their_slot(ctx: Any)
 def test_the_outbound_pool_sends_a_held_delivery_at_its_slot(ctx: Any) -> None:
     """A held job runs when its slot comes (within the pool's wake-up), not at RQ's next
     whole second and not before."""
-    import time
-
-    from workers.queues import deliver_later
-    from workers.turnpool import OutboundPool
-
     ran: list[float] = []
     pool = OutboundPool(ctx.rq_redis, slots=2)
     pool.runs["workers.jobs.deliver_message"] = lambda *args: ran.append(time.time())
