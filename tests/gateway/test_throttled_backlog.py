@@ -17,7 +17,7 @@ from agent_core.settings import TwilioSettings
 from tests.channels.twilio.wire import MESSAGES_PATH, sms_form
 from tests.conftest import LLM_BASE, drain
 from tests.fakes import FakeLLM
-from tests.gateway.test_metrics import moved, scrape
+from tests.gateway.test_metrics import moved, scrape, total
 from tests.gateway.test_twilio import run_scheduled
 from tests.twilio_helpers import FakeTwilioREST, post_webhook
 from tests.twilio_helpers import twilio_settings as twilio_settings_for
@@ -68,6 +68,7 @@ def test_a_throttled_backlog_is_sent_once_each_at_held_slots(
     # Every held reply runs once, even all at once (fast-forwarded): none is throttled
     # again, none is sent twice.
     before = scrape(client)
+    assert total(before, "chatgw_queue_jobs", queue="outbound", state="held") == len(held)
     run_scheduled(ctx)
     assert ctx.rq_redis.zcard(HELD_KEY) == 0
     assert sorted(r["To"] for r in twilio.requests) == sorted(CUSTOMERS)
